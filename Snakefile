@@ -1,0 +1,24 @@
+# fishflow: JSONL text -> verified voices -> validated WAVs -> merged manifests.
+# Run: snakemake (local, profiles/default) or snakemake --profile profiles/slurm.
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/server.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/merge.smk"
+
+
+localrules:
+    all,
+    validate,
+    merge,
+    summary,
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

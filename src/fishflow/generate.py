@@ -1,0 +1,146 @@
+"""Generate one shard: resume from the journal, call /v1/tts, validate, write atomically.
+
+Every finished item (spoken or permanently failed) is appended to the shard's journal, fsynced,
+right after its WAV is renamed into place, so a kill at any instant loses at most the item in
+flight. An item is skipped only when its journal record carries the same fingerprint and its WAV
+on disk still has the recorded hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from . import atomic, layout
+from .audio import check_wav
+from .client import FishSpeechClient, with_retries
+from .endpoint import wait_for_endpoint
+from .errors import FishflowError, PermanentError, ServerError
+from .plan import Item, Shard, item_seed
+from .voices import sha256_file
+
+log = logging.getLogger("fishflow.generate")
+ENDPOINT_GRACE_S = 60  # consumers may start before their server's launcher
+
+
+def is_done(record: dict | None, item: Item, out: Path) -> bool:
+    """Spoken with this exact fingerprint, and its WAV is still the one written."""
+    # Failed items are tried again whenever their shard runs again.
+    if not record or record["status"] != "ok" or record.get("fingerprint") != item.fingerprint:
+        return False
+    wav = out / item.wav
+    return (
+        wav.is_file()
+        and wav.stat().st_size == record["bytes"]
+        and sha256_file(wav) == record["sha256"]
+    )
+
+
+def tts_payload(item: Item, seed: int, params: dict) -> dict:
+    # `language` is a hint for the demo server; the real server ignores unknown fields.
+    return {
+        "text": item.text, "reference_id": item.voice, "seed": seed, "format": "wav",
+        "streaming": False, "use_memory_cache": "on", "language": item.lang, **params,
+    }
+
+
+class ShardGenerator:
+    def __init__(self, shard: Shard, out: Path, config: dict, backend_id: str):
+        self.shard = shard
+        self.out = Path(out)
+        self.config = config
+        self.backend_id = backend_id
+        self.params = {k: v for k, v in config["generation"].items() if k != "seed"}
+        journal_path = self.out / layout.progress_relpath(shard.lang, shard.voice, shard.name)
+        self.journal = atomic.Journal(journal_path)
+        self.previous = {record["id"]: record for record in self.journal.read()}
+        self.todo = {
+            item.id for item in shard.items if not is_done(self.previous.get(item.id), item, self.out)
+        }
+        self.client: FishSpeechClient | None = None
+
+    def connect(self, endpoint: Path) -> None:
+        """Wait for this job's server and check it holds the planned voice."""
+        server = self.config["server"]
+        info = wait_for_endpoint(endpoint, server["startup_timeout_s"] + ENDPOINT_GRACE_S)
+        served = info.get("voices", {}).get(self.shard.voice)
+        if served != self.shard.voice_sha256:
+            raise ServerError(
+                f"voice {self.shard.voice!r} is not verified on the server at {info['url']} "
+                f"(server: {served}, plan: {self.shard.voice_sha256}); refusing to generate in "
+                "a default voice"
+            )
+        self.client = FishSpeechClient(info["url"], timeout=server["request_timeout_s"])
+        self.client.health()
+
+    def _request(self, item: Item, seed: int) -> tuple[bytes, int]:
+        server = self.config["server"]
+        return with_retries(
+            lambda: self.client.tts(tts_payload(item, seed, self.params)),
+            server["retries"], server["backoff_s"],
+            lambda n, exc: log.warning("%s: attempt %d failed, retrying: %s", item.id, n, exc),
+        )
+
+    def speak(self, item: Item) -> dict:
+        """Generate one item: retry transient errors, and audio that fails validation."""
+        limits = self.config["validation"]
+        record = {"id": item.id, "lang": item.lang, "voice": item.voice, "text": item.text,
+                  "fingerprint": item.fingerprint, "backend": self.backend_id}
+        attempts = 0
+        started = time.monotonic()
+        base_seed = self.config["generation"]["seed"]
+        for validation_try in range(limits["retries"] + 1):
+            seed = item_seed(base_seed, item.lang, item.voice, item.id, validation_try)
+            try:
+                data, used = self._request(item, seed)
+            except PermanentError as exc:
+                return {**record, "status": "failed", "reason": "http_error",
+                        "last_error": str(exc), "attempts": attempts + 1, "seed": seed}
+            attempts += used
+            check = check_wav(data, item.text, limits)
+            if check.ok:
+                atomic.write_bytes(self.out / item.wav, data)
+                return {**record, "status": "ok", "path": item.wav, "seed": seed,
+                        "duration_s": check.duration_s, "sample_rate": check.sample_rate,
+                        "bytes": check.bytes, "sha256": hashlib.sha256(data).hexdigest(),
+                        "attempts": attempts, "parameters": self.params,
+                        "generation_s": round(time.monotonic() - started, 4)}
+            log.warning("%s: audio failed validation (%s: %s)", item.id, check.reason, check.detail)
+        return {**record, "status": "failed", "reason": f"validation:{check.reason}",
+                "last_error": check.detail, "attempts": attempts, "seed": seed}
+
+    def run(self) -> list[dict]:
+        """Generate what is missing; return one record per item, in shard order."""
+        total = len(self.shard.items)
+        log.info("shard %s/%s/%s: %d items, %d already done, %d to generate", self.shard.lang,
+                 self.shard.voice, self.shard.name, total, total - len(self.todo), len(self.todo))
+        records = []
+        for number, item in enumerate(self.shard.items, start=1):
+            if item.id not in self.todo:
+                records.append(self.previous[item.id])
+                continue
+            record = self.speak(item)
+            self.journal.append(record)
+            records.append(record)
+            outcome = record.get("reason") or f"{record['duration_s']} s audio"
+            log.info("[%d/%d] %s %s (%s)", number, total, item.id, record["status"], outcome)
+        return records
+
+
+def generate_shard(shard: Shard, out: Path, config: dict, backend_id: str, endpoint: Path,
+                   output: Path) -> None:
+    """The `generate` rule's body; raises FishflowError to fail the shard."""
+    generator = ShardGenerator(shard, out, config, backend_id)
+    if generator.todo:
+        generator.connect(endpoint)
+    records = generator.run()
+    failed = [record for record in records if record["status"] == "failed"]
+    if len(failed) > config["validation"]["max_failed_fraction"] * len(records):
+        raise FishflowError(
+            f"shard {shard.lang}/{shard.voice}/{shard.name}: {len(failed)} of {len(records)} "
+            f"items failed (> validation.max_failed_fraction); first: {failed[0]['id']}: "
+            f"{failed[0]['last_error']}"
+        )
+    atomic.write_jsonl(output, records)

@@ -1,0 +1,63 @@
+"""Per-language manifests and the run summary, merged from validated shard records."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from . import atomic
+
+METADATA_FIELDS = (
+    "id", "lang", "voice", "text", "path", "duration_s", "sample_rate", "bytes", "sha256", "seed",
+    "parameters", "generation_s", "attempts", "backend",
+)
+FAILED_FIELDS = ("id", "lang", "voice", "text", "reason", "last_error", "attempts")
+
+
+def _project(record: dict, fields: tuple[str, ...]) -> dict:
+    return {field: record.get(field) for field in fields}
+
+
+def merge_language(shard_files: list[Path], metadata: Path, failed: Path) -> None:
+    """Concatenate shards in the given (plan) order, so manifests are stable across runs."""
+    spoken, broken = [], []
+    for shard_file in shard_files:
+        for record in atomic.read_jsonl(shard_file):
+            if record["status"] == "ok":
+                spoken.append(_project(record, METADATA_FIELDS))
+            else:
+                broken.append(_project(record, FAILED_FIELDS))
+    atomic.write_jsonl(metadata, spoken)
+    atomic.write_jsonl(failed, broken)
+
+
+def summarize(metadata_files: list[Path], failed_files: list[Path]) -> dict:
+    """Counts per language and voice: spoken items, audio seconds, failures by reason."""
+    table: dict = defaultdict(lambda: defaultdict(lambda: {"ok": 0, "failed": 0, "audio_s": 0.0,
+                                                           "failures": Counter()}))
+    for path in metadata_files:
+        for record in atomic.read_jsonl(path):
+            cell = table[record["lang"]][record["voice"]]
+            cell["ok"] += 1
+            cell["audio_s"] += record["duration_s"]
+    for path in failed_files:
+        for record in atomic.read_jsonl(path):
+            cell = table[record["lang"]][record["voice"]]
+            cell["failed"] += 1
+            cell["failures"][record["reason"]] += 1
+    languages = {
+        lang: {voice: {**cell, "audio_s": round(cell["audio_s"], 3),
+                       "failures": dict(sorted(cell["failures"].items()))}
+               for voice, cell in sorted(voices.items())}
+        for lang, voices in sorted(table.items())
+    }
+    totals = Counter()
+    for voices in languages.values():
+        for cell in voices.values():
+            totals["ok"] += cell["ok"]
+            totals["failed"] += cell["failed"]
+    return {"languages": languages, "total": {"ok": totals["ok"], "failed": totals["failed"]}}
+
+
+def write_summary(metadata_files: list[Path], failed_files: list[Path], summary: Path) -> None:
+    atomic.write_json(summary, summarize(metadata_files, failed_files))

@@ -1,0 +1,157 @@
+"""The plan: which item is spoken in which voice, grouped into shards, with fingerprints.
+
+A shard (language x voice x index) is one Snakemake target. Items are materialised lazily per
+shard so that planning a million rows stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import layout
+from .backends import get_backend
+from .errors import ConfigError, InputError
+from .inputs import Row, read_rows
+from .voices import Voice, load_voices
+
+FINGERPRINT_VERSION = 1
+GENERATION_KEYS = (
+    "max_new_tokens", "temperature", "top_p", "repetition_penalty", "chunk_length", "normalize",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    lang: str
+    voice: str
+    id: str
+    text: str
+    seed: int
+    fingerprint: str
+
+    @property
+    def wav(self) -> str:
+        """Path of the WAV relative to the output directory."""
+        return layout.wav_relpath(self.lang, self.voice, self.id)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Everything a generation job needs, passed to it as a Snakemake param."""
+
+    lang: str
+    voice: str
+    name: str
+    items: tuple[Item, ...]
+    voice_sha256: str
+
+
+def item_seed(base_seed: int, lang: str, voice: str, item_id: str, attempt: int = 0) -> int:
+    """Deterministic per-item seed; later attempts (after failed validation) get the next ones."""
+    key = f"{base_seed}\0{lang}\0{voice}\0{item_id}\0{attempt}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
+class Plan:
+    def __init__(self, config: dict):
+        self.config = config
+        self.out = Path(config["output_dir"])
+        self.shard_size = config["shard_size"]
+        self.base_seed = config["generation"]["seed"]
+        self.params = {key: config["generation"][key] for key in GENERATION_KEYS}
+        self.backend = get_backend(config["server"])
+        self.model_id = self.backend.model_id(config["server"])
+        self._check_languages(config["inputs"])
+        self.voices: dict[str, Voice] = load_voices(config["voices"], config["validation"])
+        self.rows: dict[str, list[Row]] = {
+            lang: read_rows(Path(path), lang) for lang, path in sorted(config["inputs"].items())
+        }
+        self.assignment = self._assign(config["voice_assignment"])
+
+    def _check_languages(self, inputs: dict) -> None:
+        unknown = sorted(set(inputs) - self.backend.languages)
+        if unknown:
+            raise ConfigError(
+                f"config key inputs: language(s) {unknown} not supported by backend "
+                f"{self.backend.name!r} (supported: {sorted(self.backend.languages)})"
+            )
+
+    def _assign(self, mode: str) -> dict[tuple[str, str], list[int]]:
+        """(lang, voice) -> indices of the rows spoken in that voice, in input order."""
+        voice_ids = sorted(self.voices)
+        assignment: dict[tuple[str, str], list[int]] = {}
+        for lang, rows in self.rows.items():
+            if mode == "all":
+                for voice in voice_ids:
+                    assignment[(lang, voice)] = list(range(len(rows)))
+                continue
+            for index, row in enumerate(rows):
+                voice = voice_ids[index % len(voice_ids)] if mode == "round_robin" else row.voice
+                if mode == "row":
+                    self._check_row_voice(lang, row)
+                assignment.setdefault((lang, voice), []).append(index)
+        return assignment
+
+    def _check_row_voice(self, lang: str, row: Row) -> None:
+        path = self.config["inputs"][lang]
+        if row.voice is None:
+            raise InputError(path, row.line, "voice_assignment is 'row' but the row has no 'voice'")
+        if row.voice not in self.voices:
+            raise InputError(
+                path, row.line, f"unknown voice {row.voice!r} (configured: {sorted(self.voices)})"
+            )
+
+    # -- shards ---------------------------------------------------------------------------------
+
+    def shard_count(self, lang: str, voice: str) -> int:
+        return -(-len(self.assignment.get((lang, voice), ())) // self.shard_size)
+
+    def shard_keys(self) -> list[tuple[str, str, str]]:
+        return [
+            (lang, voice, layout.shard_name(index))
+            for (lang, voice) in sorted(self.assignment)
+            for index in range(self.shard_count(lang, voice))
+        ]
+
+    def _shard_rows(self, lang: str, voice: str, name: str) -> list[Row]:
+        index = layout.shard_index(name)
+        indices = self.assignment.get((lang, voice), [])
+        selected = indices[index * self.shard_size : (index + 1) * self.shard_size]
+        if not selected:
+            raise KeyError(f"no shard {lang}/{voice}/{name} in the plan")
+        rows = self.rows[lang]
+        return [rows[i] for i in selected]
+
+    def _common(self, lang: str, voice: str) -> tuple:
+        ref = self.voices[voice]
+        return (FINGERPRINT_VERSION, lang, voice, ref.sha256, ref.text, self.params,
+                self.model_id, self.base_seed)
+
+    def shard_fingerprint(self, lang: str, voice: str, name: str) -> str:
+        """Changes exactly when some item of the shard would change; a Snakemake rerun trigger."""
+        rows = self._shard_rows(lang, voice, name)
+        return _digest(self._common(lang, voice), [(row.id, row.text) for row in rows])
+
+    def item(self, lang: str, voice: str, row: Row) -> Item:
+        return Item(
+            lang=lang, voice=voice, id=row.id, text=row.text,
+            seed=item_seed(self.base_seed, lang, voice, row.id),
+            fingerprint=_digest(self._common(lang, voice), row.id, row.text),
+        )
+
+    def shard(self, lang: str, voice: str, name: str) -> Shard:
+        rows = self._shard_rows(lang, voice, name)
+        return Shard(
+            lang=lang, voice=voice, name=name, voice_sha256=self.voices[voice].sha256,
+            items=tuple(self.item(lang, voice, row) for row in rows),
+        )
+
+    def item_count(self) -> int:
+        return sum(len(indices) for indices in self.assignment.values())

@@ -1,0 +1,33 @@
+"""Per-shard validation of what is on disk, after generation: the WAVs the manifests will name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .audio import check_wav
+from .voices import sha256_file
+
+
+def validate_record(record: dict, out: Path, limits: dict) -> dict:
+    """Re-check a spoken item's WAV from disk; a failure turns it into a failed record."""
+    if record["status"] != "ok":
+        return record
+    wav = Path(out) / record["path"]
+    if not wav.is_file():
+        return _failed(record, "validation:missing", f"{record['path']} does not exist")
+    if sha256_file(wav) != record["sha256"]:
+        return _failed(record, "validation:changed", f"{record['path']} changed since generation")
+    check = check_wav(wav.read_bytes(), record["text"], limits)
+    if not check.ok:
+        return _failed(record, f"validation:{check.reason}", check.detail)
+    return record
+
+
+def _failed(record: dict, reason: str, detail: str) -> dict:
+    kept = ("id", "lang", "voice", "text", "fingerprint", "backend", "attempts", "seed")
+    return {**{k: record[k] for k in kept if k in record}, "status": "failed", "reason": reason,
+            "last_error": detail}
+
+
+def validate_shard(records: list[dict], out: Path, limits: dict) -> list[dict]:
+    return [validate_record(record, out, limits) for record in records]

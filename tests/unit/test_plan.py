@@ -1,0 +1,89 @@
+import pytest
+
+from fishflow.errors import ConfigError, InputError
+from fishflow.plan import Plan, item_seed
+from tests.helpers import make_config, write_wav
+
+TEXTS = {"en": [{"id": f"e{i}", "text": f"Sentence number {i}."} for i in range(5)],
+         "de": [{"id": f"d{i}", "text": f"Satz Nummer {i}."} for i in range(3)]}
+
+
+def test_all_assignment_shards_every_text_in_every_voice(tmp_path):
+    plan = Plan(make_config(tmp_path, TEXTS, shard_size=2))
+    keys = plan.shard_keys()
+    assert ("en", "alice", "00000") in keys and ("en", "bob", "00002") in keys
+    assert len(keys) == 2 * (3 + 2)
+    assert plan.item_count() == 2 * (5 + 3)
+    shard = plan.shard("en", "bob", "00002")
+    assert [item.id for item in shard.items] == ["e4"]
+    assert shard.items[0].wav == "audio/en/bob/e4.wav"
+
+
+def test_round_robin_and_row_assignment(tmp_path):
+    plan = Plan(make_config(tmp_path, TEXTS, voice_assignment="round_robin"))
+    assert plan.assignment[("en", "alice")] == [0, 2, 4]
+    assert plan.assignment[("en", "bob")] == [1, 3]
+    rows = {"en": [{"id": "a", "text": "x", "voice": "bob"}, {"id": "b", "text": "y", "voice": "alice"}]}
+    plan = Plan(make_config(tmp_path / "row", rows, voice_assignment="row"))
+    assert plan.assignment == {("en", "bob"): [0], ("en", "alice"): [1]}
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [({"id": "a", "text": "x"}, "has no 'voice'"), ({"id": "a", "text": "x", "voice": "carol"}, "unknown voice 'carol'")],
+)
+def test_row_assignment_errors_name_the_line(tmp_path, row, message):
+    config = make_config(tmp_path, {"en": [{"id": "z", "text": "ok", "voice": "bob"}, row]},
+                         voice_assignment="row")
+    with pytest.raises(InputError, match=message) as caught:
+        Plan(config)
+    assert caught.value.line == 2
+
+
+def test_unsupported_language_fails_planning(tmp_path):
+    with pytest.raises(ConfigError, match=r"language\(s\) \['ko'\] not supported by backend 'demo'"):
+        Plan(make_config(tmp_path, {"ko": [{"text": "안녕하세요"}]}))
+
+
+def test_reference_audio_problems_fail_planning(tmp_path):
+    config = make_config(tmp_path, TEXTS)
+    write_wav(tmp_path / "short.wav", seconds=0.3)
+    config["voices"]["alice"]["audio"] = str(tmp_path / "short.wav")
+    with pytest.raises(InputError, match="too short"):
+        Plan(config)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really audio")
+    config["voices"]["alice"]["audio"] = str(tmp_path / "bad.wav")
+    with pytest.raises(InputError, match="not readable audio"):
+        Plan(config)
+    config["voices"]["alice"]["audio"] = str(tmp_path / "missing.wav")
+    with pytest.raises(InputError, match="does not exist"):
+        Plan(config)
+
+
+def test_fingerprints_change_exactly_with_what_changes_the_audio(tmp_path):
+    config = make_config(tmp_path, TEXTS, shard_size=2)
+    before = Plan(config)
+    fps = {key: before.shard_fingerprint(*key) for key in before.shard_keys()}
+    write_wav(tmp_path / "voices" / "bob.wav", freq=333)
+    after = Plan(config)
+    changed = {key for key in fps if after.shard_fingerprint(*key) != fps[key]}
+    assert changed == {key for key in fps if key[1] == "bob"}
+    config["generation"]["temperature"] = 0.5
+    assert all(Plan(config).shard_fingerprint(*key) != fps[key] for key in fps)
+
+
+def test_appending_rows_changes_only_the_last_shard(tmp_path):
+    before = Plan(make_config(tmp_path, TEXTS, shard_size=2))
+    more = {**TEXTS, "en": TEXTS["en"] + [{"id": "e5", "text": "One more."}]}
+    after = Plan(make_config(tmp_path, more, shard_size=2))
+    en_alice = [key for key in before.shard_keys() if key[:2] == ("en", "alice")]
+    same = [before.shard_fingerprint(*k) == after.shard_fingerprint(*k) for k in en_alice]
+    assert same == [True, True, False]
+    assert len(after.shard_keys()) == len(before.shard_keys())
+
+
+def test_item_seeds_are_deterministic_and_distinct():
+    assert item_seed(42, "en", "a", "x") == item_seed(42, "en", "a", "x")
+    seeds = {item_seed(42, "en", v, i, attempt) for v in "ab" for i in "xyz" for attempt in (0, 1)}
+    assert len(seeds) == 12
+    assert all(0 <= seed < 2**31 for seed in seeds)

@@ -1,0 +1,87 @@
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from fishflow import layout
+from fishflow.config import validate_config
+from fishflow.errors import FishflowError
+from fishflow.plan import Plan
+from fishflow.progress import summary_text
+
+min_version("9.0")
+
+# Validate everything before any job exists: a bad config or input fails the plan, not a GPU job.
+try:
+    validate_config(config)
+    PLAN = Plan(config)
+except FishflowError as exc:
+    raise WorkflowError(f"fishflow: {exc}") from None
+
+OUT = config["output_dir"]
+SERVERS = f"{OUT}/work/servers"
+
+
+wildcard_constraints:
+    lang=r"[a-z]{2,3}",
+    voice=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    shard=r"\d+",
+    groupid=r"[A-Za-z0-9_.-]+",
+
+
+if workflow.is_main_process:
+    print(summary_text(PLAN), file=sys.stderr)
+
+
+def all_targets():
+    languages = sorted(PLAN.rows)
+    return (
+        [f"{OUT}/metadata_{lang}.jsonl" for lang in languages]
+        + [f"{OUT}/failed_{lang}.jsonl" for lang in languages]
+        + [f"{OUT}/summary.json"]
+    )
+
+
+def endpoint_file(wildcards, groupid):
+    """Group-local: every Slurm job (group) starts its own server on its own node."""
+    return f"{SERVERS}/{groupid}.endpoint.json"
+
+
+def server_spec(wildcards):
+    voices = [
+        {"id": v.id, "audio": str(v.audio), "text": v.text, "sha256": v.sha256}
+        for v in PLAN.voices.values()
+    ]
+    return json.dumps(
+        {"server": config["server"], "voices": voices, "servers_dir": SERVERS},
+        sort_keys=True,
+    )
+
+
+def shard_spec(wildcards):
+    return PLAN.shard(wildcards.lang, wildcards.voice, wildcards.shard)
+
+
+def shard_fingerprint(wildcards):
+    return PLAN.shard_fingerprint(wildcards.lang, wildcards.voice, wildcards.shard)
+
+
+def validated_shards(wildcards):
+    return [
+        f"{OUT}/work/validated/{lang}/{voice}/{shard}.jsonl"
+        for lang, voice, shard in PLAN.shard_keys()
+        if lang == wildcards.lang
+    ]
+
+
+def language_manifests(kind):
+    return [f"{OUT}/{kind}_{lang}.jsonl" for lang in sorted(PLAN.rows)]
+
+
+onstart:
+    # A server endpoint left by an earlier, killed run must not be mistaken for this run's.
+    for stale in Path(SERVERS).glob("*.endpoint.json"):
+        stale.unlink()

@@ -1,0 +1,35 @@
+rule generate:
+    input:
+        endpoint=endpoint_file,
+    output:
+        f"{OUT}/work/generated/{{lang}}/{{voice}}/{{shard}}.jsonl",
+    log:
+        f"{OUT}/logs/generate/{{lang}}/{{voice}}/{{shard}}.log",
+    params:
+        # A changed text, voice reference, parameter or model changes this: Snakemake reruns
+        # exactly the affected shards (rerun trigger "params").
+        fingerprint=shard_fingerprint,
+        shard=shard_spec,
+        out=OUT,
+        config=config,
+        backend_id=PLAN.model_id,
+    group:
+        "tts"
+    # I/O-bound client: the server does the work, and the group's threads are summed.
+    threads: 0
+    script:
+        "../scripts/generate.py"
+
+
+rule validate:
+    input:
+        f"{OUT}/work/generated/{{lang}}/{{voice}}/{{shard}}.jsonl",
+    output:
+        f"{OUT}/work/validated/{{lang}}/{{voice}}/{{shard}}.jsonl",
+    log:
+        f"{OUT}/logs/validate/{{lang}}/{{voice}}/{{shard}}.log",
+    params:
+        out=OUT,
+        limits=config["validation"],
+    script:
+        "../scripts/validate.py"

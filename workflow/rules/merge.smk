@@ -1,0 +1,22 @@
+rule merge:
+    input:
+        validated_shards,
+    output:
+        metadata=f"{OUT}/metadata_{{lang}}.jsonl",
+        failed=f"{OUT}/failed_{{lang}}.jsonl",
+    log:
+        f"{OUT}/logs/merge/{{lang}}.log",
+    script:
+        "../scripts/merge.py"
+
+
+rule summary:
+    input:
+        metadata=language_manifests("metadata"),
+        failed=language_manifests("failed"),
+    output:
+        f"{OUT}/summary.json",
+    log:
+        f"{OUT}/logs/summary.log",
+    script:
+        "../scripts/summary.py"

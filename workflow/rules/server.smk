@@ -1,0 +1,19 @@
+# One server per group job: started on the node that generates, on a free loopback port.
+# Registration and verification of the voices happen inside this job (see README, design notes):
+# in a service group all jobs start together, so a separate registration job could not be
+# ordered before generation.
+rule server:
+    output:
+        service(f"{SERVERS}/{{groupid}}.endpoint.json"),
+    log:
+        f"{OUT}/logs/server/{{groupid}}.log",
+    params:
+        spec=server_spec,
+        python=sys.executable,
+    group:
+        "tts"
+    threads: 1
+    shell:
+        # exec: Snakemake's SIGTERM at the end of the group must reach the server itself.
+        "exec {params.python:q} -m fishflow.launch --spec {params.spec:q}"
+        " --endpoint {output:q} --log {log:q}"

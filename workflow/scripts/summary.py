@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from fishflow import rulekit
+from fishflow.merge import write_summary
+
+rulekit.run(
+    snakemake,
+    lambda: write_summary(
+        [Path(path) for path in snakemake.input.metadata],
+        [Path(path) for path in snakemake.input.failed],
+        Path(snakemake.output[0]),
+    ),
+)
