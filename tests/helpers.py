@@ -14,8 +14,9 @@ from fishflow.config import validate_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_wav(path: Path, seconds: float = 2.0, freq: float = 220.0, rate: int = 22050,
-              amplitude: float = 0.3) -> Path:
+def write_wav(
+    path: Path, seconds: float = 2.0, freq: float = 220.0, rate: int = 22050, amplitude: float = 0.3
+) -> Path:
     """A real, non-silent WAV: a tone with a slow tremolo."""
     t = np.arange(int(seconds * rate)) / rate
     signal = amplitude * np.sin(2 * np.pi * freq * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
@@ -35,7 +36,9 @@ def make_config(tmp: Path, texts: dict[str, list], voices=("alice", "bob"), **ov
     """A validated config whose inputs and reference WAVs live under `tmp`."""
     config = {
         "output_dir": str(tmp / "out"),
-        "inputs": {lang: str(write_jsonl(tmp / f"{lang}.jsonl", rows)) for lang, rows in texts.items()},
+        "inputs": {
+            lang: str(write_jsonl(tmp / f"{lang}.jsonl", rows)) for lang, rows in texts.items()
+        },
         "voices": {
             voice: {
                 "audio": str(write_wav(tmp / "voices" / f"{voice}.wav", freq=180 + 40 * i)),

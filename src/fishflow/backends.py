@@ -25,9 +25,21 @@ class Backend:
     def command(self, server: dict, host: str, port: int, workdir: Path) -> list[str]:
         demo = server["demo"]
         cmd = [
-            sys.executable, "-m", "fishflow.demo_server", "--host", host, "--port", str(port),
-            "--workdir", str(workdir), "--request-log", str(workdir / "requests.jsonl"),
-            "--engine", demo["engine"], "--latency-s", str(demo["latency_s"]),
+            sys.executable,
+            "-m",
+            "fishflow.demo_server",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workdir",
+            str(workdir),
+            "--request-log",
+            str(workdir / "requests.jsonl"),
+            "--engine",
+            demo["engine"],
+            "--latency-s",
+            str(demo["latency_s"]),
         ]
         if demo["fail_pattern"]:
             cmd += ["--fail-pattern", demo["fail_pattern"]]
@@ -41,4 +53,6 @@ def get_backend(server: dict) -> Backend:
     try:
         return BACKENDS[server["backend"]]
     except KeyError:
-        raise ConfigError(f"config key server.backend: unknown backend {server['backend']!r}") from None
+        raise ConfigError(
+            f"config key server.backend: unknown backend {server['backend']!r}"
+        ) from None

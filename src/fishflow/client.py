@@ -66,7 +66,9 @@ class FishSpeechClient:
     def tts(self, payload: dict) -> bytes:
         """POST /v1/tts with a msgpack body; return the WAV bytes."""
         response = self._request(
-            "POST", "/v1/tts", data=msgpack.packb(payload, use_bin_type=True),
+            "POST",
+            "/v1/tts",
+            data=msgpack.packb(payload, use_bin_type=True),
             headers={"Content-Type": "application/msgpack"},
         )
         self._raise_for_status(response, "POST /v1/tts")
@@ -96,7 +98,9 @@ class FishSpeechClient:
     def add_reference(self, ref_id: str, audio: bytes, filename: str, text: str) -> int:
         """Upload a reference (multipart field `audio`); return the HTTP status (200 or 409)."""
         response = self._request(
-            "POST", "/v1/references/add", data={"id": ref_id, "text": text},
+            "POST",
+            "/v1/references/add",
+            data={"id": ref_id, "text": text},
             files={"audio": (filename, audio, "application/octet-stream")},
         )
         if response.status_code != 409:
@@ -105,7 +109,9 @@ class FishSpeechClient:
 
 
 def with_retries(
-    call: Callable[[], bytes], retries: int, backoff_s: float,
+    call: Callable[[], bytes],
+    retries: int,
+    backoff_s: float,
     on_retry: Callable[[int, Exception], None] = lambda attempt, exc: None,
 ) -> tuple[bytes, int]:
     """Run `call`, retrying TransientError with doubling backoff; return (result, attempts)."""

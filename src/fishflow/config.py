@@ -48,7 +48,7 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:
-    """Validate `config` in place (filling defaults) and return it; raise ConfigError naming keys."""
+    """Validate `config` in place, filling defaults; raise ConfigError naming the keys."""
     schema = schema if schema is not None else load_schema()
     validator_class = _with_defaults(jsonschema.validators.validator_for(schema))
     errors = sorted(validator_class(schema).iter_errors(config), key=lambda e: list(e.path))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import atomic, layout
 from .audio import check_wav
+from .backends import get_backend
 from .client import FishSpeechClient, with_retries
 from .endpoint import wait_for_endpoint
 from .errors import FishflowError, PermanentError, ServerError
@@ -41,23 +42,31 @@ def is_done(record: dict | None, item: Item, out: Path) -> bool:
 def tts_payload(item: Item, seed: int, params: dict) -> dict:
     # `language` is a hint for the demo server; the real server ignores unknown fields.
     return {
-        "text": item.text, "reference_id": item.voice, "seed": seed, "format": "wav",
-        "streaming": False, "use_memory_cache": "on", "language": item.lang, **params,
+        "text": item.text,
+        "reference_id": item.voice,
+        "seed": seed,
+        "format": "wav",
+        "streaming": False,
+        "use_memory_cache": "on",
+        "language": item.lang,
+        **params,
     }
 
 
 class ShardGenerator:
-    def __init__(self, shard: Shard, out: Path, config: dict, backend_id: str):
+    def __init__(self, shard: Shard, out: Path, config: dict):
         self.shard = shard
         self.out = Path(out)
         self.config = config
-        self.backend_id = backend_id
+        self.backend_id = get_backend(config["server"]).model_id(config["server"])
         self.params = {k: v for k, v in config["generation"].items() if k != "seed"}
         journal_path = self.out / layout.progress_relpath(shard.lang, shard.voice, shard.name)
         self.journal = atomic.Journal(journal_path)
         self.previous = {record["id"]: record for record in self.journal.read()}
         self.todo = {
-            item.id for item in shard.items if not is_done(self.previous.get(item.id), item, self.out)
+            item.id
+            for item in shard.items
+            if not is_done(self.previous.get(item.id), item, self.out)
         }
         self.client: FishSpeechClient | None = None
 
@@ -79,15 +88,22 @@ class ShardGenerator:
         server = self.config["server"]
         return with_retries(
             lambda: self.client.tts(tts_payload(item, seed, self.params)),
-            server["retries"], server["backoff_s"],
+            server["retries"],
+            server["backoff_s"],
             lambda n, exc: log.warning("%s: attempt %d failed, retrying: %s", item.id, n, exc),
         )
 
     def speak(self, item: Item) -> dict:
         """Generate one item: retry transient errors, and audio that fails validation."""
         limits = self.config["validation"]
-        record = {"id": item.id, "lang": item.lang, "voice": item.voice, "text": item.text,
-                  "fingerprint": item.fingerprint, "backend": self.backend_id}
+        record = {
+            "id": item.id,
+            "lang": item.lang,
+            "voice": item.voice,
+            "text": item.text,
+            "fingerprint": item.fingerprint,
+            "backend": self.backend_id,
+        }
         attempts = 0
         started = time.monotonic()
         base_seed = self.config["generation"]["seed"]
@@ -96,26 +112,53 @@ class ShardGenerator:
             try:
                 data, used = self._request(item, seed)
             except PermanentError as exc:
-                return {**record, "status": "failed", "reason": "http_error",
-                        "last_error": str(exc), "attempts": attempts + 1, "seed": seed}
+                return {
+                    **record,
+                    "status": "failed",
+                    "reason": "http_error",
+                    "last_error": str(exc),
+                    "attempts": attempts + 1,
+                    "seed": seed,
+                }
             attempts += used
             check = check_wav(data, item.text, limits)
             if check.ok:
                 atomic.write_bytes(self.out / item.wav, data)
-                return {**record, "status": "ok", "path": item.wav, "seed": seed,
-                        "duration_s": check.duration_s, "sample_rate": check.sample_rate,
-                        "bytes": check.bytes, "sha256": hashlib.sha256(data).hexdigest(),
-                        "attempts": attempts, "parameters": self.params,
-                        "generation_s": round(time.monotonic() - started, 4)}
+                return {
+                    **record,
+                    "status": "ok",
+                    "path": item.wav,
+                    "seed": seed,
+                    "duration_s": check.duration_s,
+                    "sample_rate": check.sample_rate,
+                    "bytes": check.bytes,
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "attempts": attempts,
+                    "parameters": self.params,
+                    "generation_s": round(time.monotonic() - started, 4),
+                }
             log.warning("%s: audio failed validation (%s: %s)", item.id, check.reason, check.detail)
-        return {**record, "status": "failed", "reason": f"validation:{check.reason}",
-                "last_error": check.detail, "attempts": attempts, "seed": seed}
+        return {
+            **record,
+            "status": "failed",
+            "reason": f"validation:{check.reason}",
+            "last_error": check.detail,
+            "attempts": attempts,
+            "seed": seed,
+        }
 
     def run(self) -> list[dict]:
         """Generate what is missing; return one record per item, in shard order."""
         total = len(self.shard.items)
-        log.info("shard %s/%s/%s: %d items, %d already done, %d to generate", self.shard.lang,
-                 self.shard.voice, self.shard.name, total, total - len(self.todo), len(self.todo))
+        log.info(
+            "shard %s/%s/%s: %d items, %d already done, %d to generate",
+            self.shard.lang,
+            self.shard.voice,
+            self.shard.name,
+            total,
+            total - len(self.todo),
+            len(self.todo),
+        )
         records = []
         for number, item in enumerate(self.shard.items, start=1):
             if item.id not in self.todo:
@@ -129,10 +172,9 @@ class ShardGenerator:
         return records
 
 
-def generate_shard(shard: Shard, out: Path, config: dict, backend_id: str, endpoint: Path,
-                   output: Path) -> None:
+def generate_shard(shard: Shard, out: Path, config: dict, endpoint: Path, output: Path) -> None:
     """The `generate` rule's body; raises FishflowError to fail the shard."""
-    generator = ShardGenerator(shard, out, config, backend_id)
+    generator = ShardGenerator(shard, out, config)
     if generator.todo:
         generator.connect(endpoint)
     records = generator.run()

@@ -54,18 +54,31 @@ def watch(spec: dict, endpoint: Path, log: Path, server_pid: int, url: str, work
     """In the forked watcher: health, registration, verification, then publish."""
     started = time.time()
     client = FishSpeechClient(url, timeout=spec["server"]["request_timeout_s"])
-    info = {"host": socket.gethostname(), "pid": server_pid, "url": url, "log": str(log),
-            "workdir": str(workdir), "backend": spec["server"]["backend"],
-            "started_at": started}
+    info = {
+        "host": socket.gethostname(),
+        "pid": server_pid,
+        "url": url,
+        "log": str(log),
+        "workdir": str(workdir),
+        "backend": spec["server"]["backend"],
+        "started_at": started,
+    }
     try:
-        info["startup_s"] = round(wait_healthy(client, server_pid, spec["server"]["startup_timeout_s"]), 3)
+        info["startup_s"] = round(
+            wait_healthy(client, server_pid, spec["server"]["startup_timeout_s"]), 3
+        )
         info["registry"] = register_voices(client, workdir, spec["voices"])
         info["voices"] = {voice["id"]: voice["sha256"] for voice in spec["voices"]}
         info["ready_at"] = time.time()
-        print(f"fishflow: server ready at {url} after {info['startup_s']} s; "
-              f"{len(spec['voices'])} voice(s) verified ({info['registry']} registry)", flush=True)
+        print(
+            f"fishflow: server ready at {url} after {info['startup_s']} s; "
+            f"{len(spec['voices'])} voice(s) verified ({info['registry']} registry)",
+            flush=True,
+        )
     except Exception as exc:  # noqa: BLE001 - any failure must reach the consumers
-        info["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, FishflowError) else str(exc)
+        info["error"] = (
+            f"{type(exc).__name__}: {exc}" if not isinstance(exc, FishflowError) else str(exc)
+        )
         print(f"fishflow: server start failed: {info['error']}", flush=True)
         info["log_tail"] = log_tail(log)
         atomic.write_json(endpoint, info)
@@ -99,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
 
     args.endpoint.unlink(missing_ok=True)
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(spec["servers_dir"]) / f"{args.endpoint.name.split('.')[0]}-{socket.gethostname()}-{os.getpid()}"
+    workdir = (
+        Path(spec["servers_dir"])
+        / f"{args.endpoint.name.split('.')[0]}-{socket.gethostname()}-{os.getpid()}"
+    )
     workdir.mkdir(parents=True)
     port = free_loopback_port()
     url = f"http://{LOOPBACK}:{port}"
@@ -108,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
-    print(f"fishflow: starting {spec['server']['backend']} server on {url} in {workdir}", flush=True)
+    print(
+        f"fishflow: starting {spec['server']['backend']} server on {url} in {workdir}", flush=True
+    )
     print("fishflow: command: " + " ".join(command), flush=True)
     server_pid = os.getpid()  # exec keeps the pid
     _detach(lambda: watch(spec, args.endpoint, args.log, server_pid, url, workdir.resolve()))

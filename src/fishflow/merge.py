@@ -8,8 +8,20 @@ from pathlib import Path
 from . import atomic
 
 METADATA_FIELDS = (
-    "id", "lang", "voice", "text", "path", "duration_s", "sample_rate", "bytes", "sha256", "seed",
-    "parameters", "generation_s", "attempts", "backend",
+    "id",
+    "lang",
+    "voice",
+    "text",
+    "path",
+    "duration_s",
+    "sample_rate",
+    "bytes",
+    "sha256",
+    "seed",
+    "parameters",
+    "generation_s",
+    "attempts",
+    "backend",
 )
 FAILED_FIELDS = ("id", "lang", "voice", "text", "reason", "last_error", "attempts")
 
@@ -33,8 +45,9 @@ def merge_language(shard_files: list[Path], metadata: Path, failed: Path) -> Non
 
 def summarize(metadata_files: list[Path], failed_files: list[Path]) -> dict:
     """Counts per language and voice: spoken items, audio seconds, failures by reason."""
-    table: dict = defaultdict(lambda: defaultdict(lambda: {"ok": 0, "failed": 0, "audio_s": 0.0,
-                                                           "failures": Counter()}))
+    table: dict = defaultdict(
+        lambda: defaultdict(lambda: {"ok": 0, "failed": 0, "audio_s": 0.0, "failures": Counter()})
+    )
     for path in metadata_files:
         for record in atomic.read_jsonl(path):
             cell = table[record["lang"]][record["voice"]]
@@ -46,9 +59,14 @@ def summarize(metadata_files: list[Path], failed_files: list[Path]) -> dict:
             cell["failed"] += 1
             cell["failures"][record["reason"]] += 1
     languages = {
-        lang: {voice: {**cell, "audio_s": round(cell["audio_s"], 3),
-                       "failures": dict(sorted(cell["failures"].items()))}
-               for voice, cell in sorted(voices.items())}
+        lang: {
+            voice: {
+                **cell,
+                "audio_s": round(cell["audio_s"], 3),
+                "failures": dict(sorted(cell["failures"].items())),
+            }
+            for voice, cell in sorted(voices.items())
+        }
         for lang, voices in sorted(table.items())
     }
     totals = Counter()

@@ -19,7 +19,12 @@ from .voices import Voice, load_voices
 
 FINGERPRINT_VERSION = 1
 GENERATION_KEYS = (
-    "max_new_tokens", "temperature", "top_p", "repetition_penalty", "chunk_length", "normalize",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "repetition_penalty",
+    "chunk_length",
+    "normalize",
 )
 
 
@@ -38,9 +43,21 @@ class Item:
         return layout.wav_relpath(self.lang, self.voice, self.id)
 
 
+class Settings:
+    """The config, wrapped so that Snakemake neither stores nor compares it as a param.
+
+    Only the shard fingerprint decides reruns: timeouts, retries or fault injection can change
+    without regenerating audio.
+    """
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.out = Path(config["output_dir"])
+
+
 @dataclass(frozen=True)
 class Shard:
-    """Everything a generation job needs, passed to it as a Snakemake param."""
+    """Everything a generation job needs, passed to it as a Snakemake param (not compared)."""
 
     lang: str
     voice: str
@@ -131,8 +148,16 @@ class Plan:
 
     def _common(self, lang: str, voice: str) -> tuple:
         ref = self.voices[voice]
-        return (FINGERPRINT_VERSION, lang, voice, ref.sha256, ref.text, self.params,
-                self.model_id, self.base_seed)
+        return (
+            FINGERPRINT_VERSION,
+            lang,
+            voice,
+            ref.sha256,
+            ref.text,
+            self.params,
+            self.model_id,
+            self.base_seed,
+        )
 
     def shard_fingerprint(self, lang: str, voice: str, name: str) -> str:
         """Changes exactly when some item of the shard would change; a Snakemake rerun trigger."""
@@ -141,7 +166,10 @@ class Plan:
 
     def item(self, lang: str, voice: str, row: Row) -> Item:
         return Item(
-            lang=lang, voice=voice, id=row.id, text=row.text,
+            lang=lang,
+            voice=voice,
+            id=row.id,
+            text=row.text,
             seed=item_seed(self.base_seed, lang, voice, row.id),
             fingerprint=_digest(self._common(lang, voice), row.id, row.text),
         )
@@ -149,7 +177,10 @@ class Plan:
     def shard(self, lang: str, voice: str, name: str) -> Shard:
         rows = self._shard_rows(lang, voice, name)
         return Shard(
-            lang=lang, voice=voice, name=name, voice_sha256=self.voices[voice].sha256,
+            lang=lang,
+            voice=voice,
+            name=name,
+            voice_sha256=self.voices[voice].sha256,
             items=tuple(self.item(lang, voice, row) for row in rows),
         )
 

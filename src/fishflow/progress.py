@@ -13,7 +13,9 @@ def count_done(plan: Plan) -> int:
         journal = plan.out / layout.progress_relpath(lang, voice, name)
         if not journal.exists():
             continue
-        spoken = {r["id"]: r["fingerprint"] for r in atomic.read_jsonl(journal) if r["status"] == "ok"}
+        spoken = {
+            r["id"]: r["fingerprint"] for r in atomic.read_jsonl(journal) if r["status"] == "ok"
+        }
         shard = plan.shard(lang, voice, name)
         done += sum(spoken.get(item.id) == item.fingerprint for item in shard.items)
     return done

@@ -50,7 +50,9 @@ def _add_over_http(client: FishSpeechClient, folder: Path, voice: dict) -> None:
         shutil.rmtree(folder)
         status = client.add_reference(voice["id"], audio.read_bytes(), name, voice["text"])
         if status == 409:
-            raise ServerError(f"voice {voice['id']!r}: add answers 409 even after clearing {folder}")
+            raise ServerError(
+                f"voice {voice['id']!r}: add answers 409 even after clearing {folder}"
+            )
 
 
 def register_voices(client: FishSpeechClient, workdir: Path, voices: list[dict]) -> str:
@@ -80,4 +82,6 @@ def verify_voices(client: FishSpeechClient, workdir: Path, voices: list[dict], r
         if problem:
             problems.append(f"voice {voice['id']!r}: {problem}")
     if problems:
-        raise ServerError("voices not verifiably present on the server:\n  " + "\n  ".join(problems))
+        raise ServerError(
+            "voices not verifiably present on the server:\n  " + "\n  ".join(problems)
+        )

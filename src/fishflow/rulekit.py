@@ -16,7 +16,9 @@ def run(snakemake, body: Callable[[], None]) -> None:
     if snakemake.log:
         handlers.append(logging.FileHandler(snakemake.log[0], encoding="utf-8"))
     logging.basicConfig(
-        level=logging.INFO, handlers=handlers, force=True,
+        level=logging.INFO,
+        handlers=handlers,
+        force=True,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -25,8 +25,12 @@ def validate_record(record: dict, out: Path, limits: dict) -> dict:
 
 def _failed(record: dict, reason: str, detail: str) -> dict:
     kept = ("id", "lang", "voice", "text", "fingerprint", "backend", "attempts", "seed")
-    return {**{k: record[k] for k in kept if k in record}, "status": "failed", "reason": reason,
-            "last_error": detail}
+    return {
+        **{k: record[k] for k in kept if k in record},
+        "status": "failed",
+        "reason": reason,
+        "last_error": detail,
+    }
 
 
 def validate_shard(records: list[dict], out: Path, limits: dict) -> list[dict]:

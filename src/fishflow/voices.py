@@ -52,7 +52,10 @@ def load_voice(voice_id: str, spec: dict, min_seconds: float, max_seconds: float
             path, None, f"{where} is too long ({duration:.2f} s > {max_seconds} s maximum)"
         )
     return Voice(
-        id=voice_id, audio=path, text=spec["text"].strip(), sha256=sha256_file(path),
+        id=voice_id,
+        audio=path,
+        text=spec["text"].strip(),
+        sha256=sha256_file(path),
         duration_s=round(duration, 3),
     )
 

@@ -17,6 +17,7 @@ def test_journal_survives_a_torn_last_line(tmp_path):
     with open(journal.path, "a") as handle:
         handle.write('{"id": "b", "tru')  # a kill in the middle of an append
     assert journal.read() == [{"id": "a"}]
+    journal = atomic.Journal(journal.path)  # the restarted process
     journal.append({"id": "c"})
     assert journal.read() == [{"id": "a"}, {"id": "c"}]
 

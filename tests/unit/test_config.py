@@ -7,8 +7,11 @@ from tests.helpers import REPO
 
 
 def minimal():
-    return {"output_dir": "out", "inputs": {"en": "en.jsonl"},
-            "voices": {"v1": {"audio": "v1.wav", "text": "hello"}}}
+    return {
+        "output_dir": "out",
+        "inputs": {"en": "en.jsonl"},
+        "voices": {"v1": {"audio": "v1.wav", "text": "hello"}},
+    }
 
 
 def test_defaults_are_filled_in():

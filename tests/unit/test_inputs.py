@@ -19,7 +19,9 @@ def test_rows_without_id_get_zero_padded_row_index(tmp_path):
 
 def test_bom_crlf_and_blank_lines_are_accepted(tmp_path):
     path = tmp_path / "en.jsonl"
-    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "Hello"}\r\n\r\n{"id": "b", "text": "Bye"}\r\n')
+    path.write_bytes(
+        b'\xef\xbb\xbf{"id": "a", "text": "Hello"}\r\n\r\n{"id": "b", "text": "Bye"}\r\n'
+    )
     rows = read_rows(path, "en")
     assert [(r.id, r.text, r.line) for r in rows] == [("a", "Hello", 1), ("b", "Bye", 3)]
 

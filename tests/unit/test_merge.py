@@ -5,15 +5,38 @@ from fishflow.merge import merge_language, summarize
 
 
 def ok(i, voice):
-    return {"status": "ok", "id": f"i{i}", "lang": "en", "voice": voice, "text": "t",
-            "path": f"audio/en/{voice}/i{i}.wav", "duration_s": 1.5, "sample_rate": 44100,
-            "bytes": 1000, "sha256": "ab", "seed": 1, "parameters": {}, "generation_s": 0.1,
-            "attempts": 1, "backend": "demo", "fingerprint": "f"}
+    return {
+        "status": "ok",
+        "id": f"i{i}",
+        "lang": "en",
+        "voice": voice,
+        "text": "t",
+        "path": f"audio/en/{voice}/i{i}.wav",
+        "duration_s": 1.5,
+        "sample_rate": 44100,
+        "bytes": 1000,
+        "sha256": "ab",
+        "seed": 1,
+        "parameters": {},
+        "generation_s": 0.1,
+        "attempts": 1,
+        "backend": "demo",
+        "fingerprint": "f",
+    }
 
 
 def failed(i, voice, reason="http_error"):
-    return {"status": "failed", "id": f"i{i}", "lang": "en", "voice": voice, "text": "t",
-            "reason": reason, "last_error": "boom", "attempts": 3, "fingerprint": "f"}
+    return {
+        "status": "failed",
+        "id": f"i{i}",
+        "lang": "en",
+        "voice": voice,
+        "text": "t",
+        "reason": reason,
+        "last_error": "boom",
+        "attempts": 3,
+        "fingerprint": "f",
+    }
 
 
 def test_manifests_keep_plan_order_and_split_failures(tmp_path):
@@ -26,11 +49,22 @@ def test_manifests_keep_plan_order_and_split_failures(tmp_path):
     assert [r["id"] for r in metadata] == ["i0", "i2"]
     assert "fingerprint" not in metadata[0] and metadata[0]["sha256"] == "ab"
     assert atomic.read_jsonl(tmp_path / "failed_en.jsonl") == [
-        {"id": "i1", "lang": "en", "voice": "v1", "text": "t", "reason": "http_error",
-         "last_error": "boom", "attempts": 3}
+        {
+            "id": "i1",
+            "lang": "en",
+            "voice": "v1",
+            "text": "t",
+            "reason": "http_error",
+            "last_error": "boom",
+            "attempts": 3,
+        }
     ]
     summary = summarize([tmp_path / "metadata_en.jsonl"], [tmp_path / "failed_en.jsonl"])
     assert summary["total"] == {"ok": 2, "failed": 1}
-    assert summary["languages"]["en"]["v1"] == {"ok": 1, "failed": 1, "audio_s": 1.5,
-                                                "failures": {"http_error": 1}}
+    assert summary["languages"]["en"]["v1"] == {
+        "ok": 1,
+        "failed": 1,
+        "audio_s": 1.5,
+        "failures": {"http_error": 1},
+    }
     json.dumps(summary)

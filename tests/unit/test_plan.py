@@ -4,8 +4,10 @@ from fishflow.errors import ConfigError, InputError
 from fishflow.plan import Plan, item_seed
 from tests.helpers import make_config, write_wav
 
-TEXTS = {"en": [{"id": f"e{i}", "text": f"Sentence number {i}."} for i in range(5)],
-         "de": [{"id": f"d{i}", "text": f"Satz Nummer {i}."} for i in range(3)]}
+TEXTS = {
+    "en": [{"id": f"e{i}", "text": f"Sentence number {i}."} for i in range(5)],
+    "de": [{"id": f"d{i}", "text": f"Satz Nummer {i}."} for i in range(3)],
+}
 
 
 def test_all_assignment_shards_every_text_in_every_voice(tmp_path):
@@ -23,25 +25,33 @@ def test_round_robin_and_row_assignment(tmp_path):
     plan = Plan(make_config(tmp_path, TEXTS, voice_assignment="round_robin"))
     assert plan.assignment[("en", "alice")] == [0, 2, 4]
     assert plan.assignment[("en", "bob")] == [1, 3]
-    rows = {"en": [{"id": "a", "text": "x", "voice": "bob"}, {"id": "b", "text": "y", "voice": "alice"}]}
+    rows = {
+        "en": [{"id": "a", "text": "x", "voice": "bob"}, {"id": "b", "text": "y", "voice": "alice"}]
+    }
     plan = Plan(make_config(tmp_path / "row", rows, voice_assignment="row"))
     assert plan.assignment == {("en", "bob"): [0], ("en", "alice"): [1]}
 
 
 @pytest.mark.parametrize(
     ("row", "message"),
-    [({"id": "a", "text": "x"}, "has no 'voice'"), ({"id": "a", "text": "x", "voice": "carol"}, "unknown voice 'carol'")],
+    [
+        ({"id": "a", "text": "x"}, "has no 'voice'"),
+        ({"id": "a", "text": "x", "voice": "carol"}, "unknown voice 'carol'"),
+    ],
 )
 def test_row_assignment_errors_name_the_line(tmp_path, row, message):
-    config = make_config(tmp_path, {"en": [{"id": "z", "text": "ok", "voice": "bob"}, row]},
-                         voice_assignment="row")
+    config = make_config(
+        tmp_path, {"en": [{"id": "z", "text": "ok", "voice": "bob"}, row]}, voice_assignment="row"
+    )
     with pytest.raises(InputError, match=message) as caught:
         Plan(config)
     assert caught.value.line == 2
 
 
 def test_unsupported_language_fails_planning(tmp_path):
-    with pytest.raises(ConfigError, match=r"language\(s\) \['ko'\] not supported by backend 'demo'"):
+    with pytest.raises(
+        ConfigError, match=r"language\(s\) \['ko'\] not supported by backend 'demo'"
+    ):
         Plan(make_config(tmp_path, {"ko": [{"text": "안녕하세요"}]}))
 
 

@@ -9,7 +9,7 @@ from snakemake.utils import min_version
 from fishflow import layout
 from fishflow.config import validate_config
 from fishflow.errors import FishflowError
-from fishflow.plan import Plan
+from fishflow.plan import Plan, Settings
 from fishflow.progress import summary_text
 
 min_version("9.0")
@@ -22,6 +22,7 @@ except FishflowError as exc:
     raise WorkflowError(f"fishflow: {exc}") from None
 
 OUT = config["output_dir"]
+SETTINGS = Settings(config)
 SERVERS = f"{OUT}/work/servers"
 
 

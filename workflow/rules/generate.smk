@@ -5,18 +5,18 @@ rule generate:
         f"{OUT}/work/generated/{{lang}}/{{voice}}/{{shard}}.jsonl",
     log:
         f"{OUT}/logs/generate/{{lang}}/{{voice}}/{{shard}}.log",
+    group:
+        "tts"
+    conda:
+        "../../envs/fishflow.yaml"
+    # I/O-bound client: the server does the work, and the group's threads are summed.
+    threads: 0
     params:
         # A changed text, voice reference, parameter or model changes this: Snakemake reruns
         # exactly the affected shards (rerun trigger "params").
         fingerprint=shard_fingerprint,
         shard=shard_spec,
-        out=OUT,
-        config=config,
-        backend_id=PLAN.model_id,
-    group:
-        "tts"
-    # I/O-bound client: the server does the work, and the group's threads are summed.
-    threads: 0
+        settings=SETTINGS,
     script:
         "../scripts/generate.py"
 
@@ -28,8 +28,10 @@ rule validate:
         f"{OUT}/work/validated/{{lang}}/{{voice}}/{{shard}}.jsonl",
     log:
         f"{OUT}/logs/validate/{{lang}}/{{voice}}/{{shard}}.log",
+    conda:
+        "../../envs/fishflow.yaml"
     params:
-        out=OUT,
+        settings=SETTINGS,
         limits=config["validation"],
     script:
         "../scripts/validate.py"

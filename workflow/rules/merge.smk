@@ -6,6 +6,8 @@ rule merge:
         failed=f"{OUT}/failed_{{lang}}.jsonl",
     log:
         f"{OUT}/logs/merge/{{lang}}.log",
+    conda:
+        "../../envs/fishflow.yaml"
     script:
         "../scripts/merge.py"
 
@@ -18,5 +20,7 @@ rule summary:
         f"{OUT}/summary.json",
     log:
         f"{OUT}/logs/summary.log",
+    conda:
+        "../../envs/fishflow.yaml"
     script:
         "../scripts/summary.py"

@@ -7,12 +7,14 @@ rule server:
         service(f"{SERVERS}/{{groupid}}.endpoint.json"),
     log:
         f"{OUT}/logs/server/{{groupid}}.log",
+    group:
+        "tts"
+    conda:
+        "../../envs/fishflow.yaml"
+    threads: 1
     params:
         spec=server_spec,
         python=sys.executable,
-    group:
-        "tts"
-    threads: 1
     shell:
         # exec: Snakemake's SIGTERM at the end of the group must reach the server itself.
         "exec {params.python:q} -m fishflow.launch --spec {params.spec:q}"

@@ -7,9 +7,8 @@ rulekit.run(
     snakemake,
     lambda: generate_shard(
         shard=snakemake.params.shard,
-        out=Path(snakemake.params.out),
-        config=snakemake.params.config,
-        backend_id=snakemake.params.backend_id,
+        out=snakemake.params.settings.out,
+        config=snakemake.params.settings.config,
         endpoint=Path(snakemake.input.endpoint),
         output=Path(snakemake.output[0]),
     ),

@@ -9,7 +9,7 @@ rulekit.run(
         Path(snakemake.output[0]),
         validate_shard(
             atomic.read_jsonl(Path(snakemake.input[0])),
-            Path(snakemake.params.out),
+            snakemake.params.settings.out,
             snakemake.params.limits,
         ),
     ),

@@ -1,0 +1,42 @@
+import pytest
+
+from tests.helpers import make_config
+from tests.workflow_runner import Project
+
+TEXTS = {
+    "en": [
+        {"id": f"en{i}", "text": t}
+        for i, t in enumerate(
+            [
+                "The first sentence of the test.",
+                "A second, slightly longer sentence follows here.",
+                "Numbers like 42 and 1,024 are read aloud.",
+                "Is this a question?",
+                "The end!",
+            ]
+        )
+    ],
+    "de": [
+        {"id": f"de{i}", "text": t}
+        for i, t in enumerate(
+            [
+                "Der erste Satz des Tests.",
+                "Ein zweiter, etwas längerer Satz folgt hier.",
+                "Zahlen wie 42 werden vorgelesen.",
+                "Ist das eine Frage?",
+                "Das Ende!",
+            ]
+        )
+    ],
+}
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    config = make_config(
+        tmp_path,
+        TEXTS,
+        shard_size=2,
+        server={"backoff_s": 0.05, "retries": 2, "startup_timeout_s": 60},
+    )
+    return Project(root=tmp_path, config=config)

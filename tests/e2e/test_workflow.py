@@ -1,0 +1,159 @@
+"""End-to-end: the real `snakemake` command, the real demo server, real WAVs read back."""
+
+import hashlib
+import signal
+import time
+from collections import Counter
+
+import soundfile
+
+from fishflow import atomic
+from tests.helpers import write_jsonl, write_wav
+from tests.workflow_runner import assert_ok, kill_group
+
+ITEMS = 2 * 5 * 2  # languages x rows x voices
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def requested(project):
+    return Counter((r["reference_id"], r["text"]) for r in project.tts_requests())
+
+
+def test_fresh_run_layout_manifests_and_nothing_left_to_do(project):
+    result = project.run()
+    assert_ok(result)
+    assert "fishflow plan: 2 language(s)" in result.stdout
+    assert f"items: {ITEMS} total, 0 done, {ITEMS} to do" in result.stdout
+
+    wavs = project.wavs()
+    assert len(wavs) == ITEMS
+    assert "audio/en/alice/en0.wav" in wavs and "audio/de/bob/de4.wav" in wavs
+    for path in wavs.values():
+        info = soundfile.info(str(path))
+        assert (info.samplerate, info.channels, info.subtype) == (44100, 1, "PCM_16")
+        assert info.frames / info.samplerate > 0.3
+    assert sha(wavs["audio/en/alice/en0.wav"]) != sha(wavs["audio/en/bob/en0.wav"])
+
+    metadata = project.manifest("metadata", "en")
+    assert [(r["voice"], r["id"]) for r in metadata][:3] == [
+        ("alice", "en0"),
+        ("alice", "en1"),
+        ("alice", "en2"),
+    ]
+    record = metadata[0]
+    assert record["path"] == "audio/en/alice/en0.wav"
+    assert record["sha256"] == sha(project.out / record["path"])
+    assert record["sample_rate"] == 44100 and record["duration_s"] > 0.3
+    assert record["backend"].startswith("demo/espeak/")
+    assert set(record) >= {"text", "seed", "parameters", "generation_s", "attempts", "bytes"}
+    assert project.manifest("failed", "en") == []
+    assert project.summary()["total"] == {"ok": ITEMS, "failed": 0}
+    assert (project.out / "logs").is_dir()
+    assert sum(requested(project).values()) == ITEMS  # each item exactly once
+
+    again = project.run("-n")
+    assert_ok(again)
+    assert "Nothing to be done" in again.stdout
+    assert f"{ITEMS} done, 0 to do" in again.stdout
+
+
+def test_second_run_generates_nothing_and_keeps_files(project):
+    assert_ok(project.run())
+    before = {name: (sha(p), p.stat().st_mtime_ns) for name, p in project.wavs().items()}
+    assert_ok(project.run())
+    assert sum(requested(project).values()) == ITEMS
+    assert {n: (sha(p), p.stat().st_mtime_ns) for n, p in project.wavs().items()} == before
+
+
+def test_changed_voice_reference_regenerates_exactly_that_voice(project):
+    assert_ok(project.run())
+    before = {name: sha(p) for name, p in project.wavs().items()}
+    write_wav(project.root / "voices" / "bob.wav", freq=400, seconds=2.5)
+    result = project.run()
+    assert_ok(result)
+    counts = requested(project)
+    assert {voice for (voice, _), n in counts.items() if n == 2} == {"bob"}
+    assert sum(counts.values()) == ITEMS + ITEMS // 2
+    after = {name: sha(p) for name, p in project.wavs().items()}
+    for name in before:
+        changed = before[name] != after[name]
+        assert changed == ("/bob/" in name), name
+    metadata = {r["path"]: r["sha256"] for r in project.manifest("metadata", "de")}
+    assert all(metadata[name] == after[name] for name in metadata)
+
+
+def test_appended_rows_add_only_new_work(project):
+    assert_ok(project.run())
+    path = project.root / "en.jsonl"
+    rows = atomic.read_jsonl(path) + [{"id": "en5", "text": "An appended sentence."}]
+    write_jsonl(path, rows)
+    assert_ok(project.run())
+    counts = requested(project)
+    assert sum(counts.values()) == ITEMS + 2
+    assert counts[("alice", "An appended sentence.")] == 1
+    assert [r["id"] for r in project.manifest("metadata", "en") if r["voice"] == "alice"][
+        -1
+    ] == "en5"
+
+
+def test_killed_run_resumes_with_only_missing_items(project):
+    project.config["server"]["demo"] = {"latency_s": 0.4}
+    process = project.start()
+    journals = project.out / "work" / "progress"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = (
+            sum(len(atomic.read_jsonl(j)) for j in journals.rglob("*.jsonl"))
+            if journals.exists()
+            else 0
+        )
+        if done >= 3:
+            break
+        time.sleep(0.1)
+    kill_group(process, signal.SIGKILL)  # the node dies: no clean-up of any kind
+    process.wait(timeout=30)
+    finished = {
+        (r["voice"], r["text"]) for j in journals.rglob("*.jsonl") for r in atomic.read_jsonl(j)
+    }
+    assert 3 <= len(finished) < ITEMS
+
+    assert_ok(project.run("--unlock"))
+    project.config["server"]["demo"] = {"latency_s": 0.0}
+    assert_ok(project.run())
+    counts = requested(project)
+    assert len(counts) == ITEMS
+    # Items finished before the kill were never asked for again; the others at most once more
+    # (the one in flight per shard when the kill came).
+    assert all(counts[key] == 1 for key in finished)
+    assert all(n <= 2 for n in counts.values())
+    assert (
+        len(project.manifest("metadata", "en")) + len(project.manifest("metadata", "de")) == ITEMS
+    )
+    assert len({r["id"] + r["voice"] for r in project.manifest("metadata", "en")}) == ITEMS // 2
+
+
+def test_failing_shard_fails_alone_and_only_it_reruns(project):
+    project.config["server"]["demo"] = {"fail_pattern": "^Is this a question"}
+    result = project.run()
+    assert result.returncode != 0
+    assert "HTTP 500" in result.stdout or "HTTP 500" in "".join(
+        p.read_text() for p in (project.out / "logs" / "generate").rglob("*.log")
+    )
+    generated = project.out / "work" / "generated"
+    failing = {("en", "alice", "00001"), ("en", "bob", "00001")}
+    done = {
+        tuple(p.relative_to(generated).with_suffix("").parts) for p in generated.rglob("*.jsonl")
+    }
+    assert len(done) == 12 - 2 and not done & failing
+    assert not (project.out / "metadata_en.jsonl").exists()
+    assert (project.out / "metadata_de.jsonl").exists()
+    first = requested(project)
+
+    project.config["server"]["demo"] = {"fail_pattern": None}
+    assert_ok(project.run())
+    new = requested(project) - first
+    assert set(new) == {("alice", "Is this a question?"), ("bob", "Is this a question?")}
+    assert len(project.manifest("metadata", "en")) == 10
