@@ -1,16 +1,11 @@
 """Shared pytest fixtures."""
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-# Plain `pytest` puts only tests/ on sys.path; `tests.tooling` needs the repository root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.tooling.slurm_cluster import (  # noqa: E402
+from tests.tooling.slurm_cluster import (
     ClusterInfo,
     cluster_available,
     ensure_cluster,

@@ -11,6 +11,7 @@ import _ctypes
 import ctypes
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import espeakng_loader
 import numpy as np
@@ -29,6 +30,7 @@ _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
 
+_VARIANTS_DIR = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
 _lock = threading.Lock()
 _chunks: list[np.ndarray] = []
 
@@ -89,6 +91,9 @@ def _speak(lib: ctypes.CDLL, text: str, name: str, voice: Voice) -> None:
 def synthesize(text: str, language: str = "en", voice: Voice = Voice()) -> np.ndarray:
     """Speak ``text`` in ``language`` (en, de, fr, ja, zh) as int16 samples at SAMPLE_RATE."""
     name = LANGUAGES[language] + (f"+{voice.variant}" if voice.variant else "")
+    # eSpeak silently falls back to the plain voice for an unknown variant
+    if voice.variant and not (_VARIANTS_DIR / voice.variant).is_file():
+        raise ValueError(f"eSpeak NG has no voice {name!r}")
     with _lock:
         _chunks.clear()
         lib = _load()

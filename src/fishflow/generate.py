@@ -173,16 +173,31 @@ class ShardGenerator:
 
 
 def generate_shard(shard: Shard, out: Path, config: dict, endpoint: Path, output: Path) -> None:
-    """The `generate` rule's body; raises FishflowError to fail the shard."""
+    """The `generate` rule's body: always writes its output, complete or not.
+
+    Snakemake fails a whole group job when one member fails (stopping the shared server and
+    deleting the siblings' outputs), so a shard that cannot finish is recorded as incomplete
+    instead; the `validate` rule then fails for that shard alone.
+    """
     generator = ShardGenerator(shard, out, config)
-    if generator.todo:
-        generator.connect(endpoint)
-    records = generator.run()
+    try:
+        if generator.todo:
+            generator.connect(endpoint)
+        records = generator.run()
+        error = _too_many_failures(records, config["validation"]["max_failed_fraction"])
+    except FishflowError as exc:
+        records, error = None, str(exc)
+    if error:
+        log.error("shard %s/%s/%s did not complete: %s", shard.lang, shard.voice, shard.name, error)
+    atomic.write_json(output, {"complete": error is None, "error": error, "records": records or []})
+
+
+def _too_many_failures(records: list[dict], max_fraction: float) -> str | None:
     failed = [record for record in records if record["status"] == "failed"]
-    if len(failed) > config["validation"]["max_failed_fraction"] * len(records):
-        raise FishflowError(
-            f"shard {shard.lang}/{shard.voice}/{shard.name}: {len(failed)} of {len(records)} "
-            f"items failed (> validation.max_failed_fraction); first: {failed[0]['id']}: "
-            f"{failed[0]['last_error']}"
-        )
-    atomic.write_jsonl(output, records)
+    if len(failed) <= max_fraction * len(records):
+        return None
+    first = failed[0]
+    return (
+        f"{len(failed)} of {len(records)} items failed (> validation.max_failed_fraction); "
+        f"first: {first['id']}: {first['last_error']}"
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from . import atomic
 from .audio import check_wav
+from .errors import FishflowError
 from .voices import sha256_file
 
 
@@ -33,5 +36,14 @@ def _failed(record: dict, reason: str, detail: str) -> dict:
     }
 
 
-def validate_shard(records: list[dict], out: Path, limits: dict) -> list[dict]:
-    return [validate_record(record, out, limits) for record in records]
+def validate_shard(generated: Path, validated: Path, out: Path, limits: dict) -> None:
+    """Validate a generated shard; an incomplete one fails here, alone, and is dropped so that
+    the next run generates it again (finished items are kept by the shard's journal)."""
+    result = json.loads(Path(generated).read_text())
+    if not result["complete"]:
+        Path(generated).unlink()
+        raise FishflowError(
+            f"shard {generated} did not complete: {result['error']}\n"
+            "It is generated again by the next run; finished items are not redone."
+        )
+    atomic.write_jsonl(validated, [validate_record(r, out, limits) for r in result["records"]])

@@ -145,7 +145,7 @@ def test_failing_shard_fails_alone_and_only_it_reruns(project):
     generated = project.out / "work" / "generated"
     failing = {("en", "alice", "00001"), ("en", "bob", "00001")}
     done = {
-        tuple(p.relative_to(generated).with_suffix("").parts) for p in generated.rglob("*.jsonl")
+        tuple(p.relative_to(generated).with_suffix("").parts) for p in generated.rglob("*.json")
     }
     assert len(done) == 12 - 2 and not done & failing
     assert not (project.out / "metadata_en.jsonl").exists()

@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -40,7 +39,9 @@ rule combine:
 
 def run(cmd: list[str], timeout: float = 30, **kwargs) -> str:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
-    assert result.returncode == 0, f"{cmd} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, (
+        f"{cmd} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+    )
     return result.stdout
 
 
@@ -52,11 +53,14 @@ def sacct(job_id: str) -> dict[str, dict[str, str]]:
 
 
 def wait_for_job(job_id: str, timeout: float = 60) -> dict[str, dict[str, str]]:
-    """The job's sacct records once it has finished."""
-    deadline = time.monotonic() + timeout
+    """The job's sacct records once it has finished and its record is complete."""
+    deadline, records = time.monotonic() + timeout, {}
     while time.monotonic() < deadline:
         records = sacct(job_id)
-        if records.get(job_id, {}).get("State", "").split(" ")[0] in FINISHED:
+        job = records.get(job_id, {})
+        # slurmctld records a job's start (name, partition) up to ~5 s late, so a job that ends
+        # at once is first listed by sacct as "allocation" with its end state but no partition.
+        if job.get("State", "").split(" ")[0] in FINISHED and job["Partition"]:
             return records
         time.sleep(0.5)
     pytest.fail(f"Slurm job {job_id} not finished after {timeout} s: {records}")
@@ -83,7 +87,7 @@ def test_gpu_batch_job_is_accounted(slurm_cluster, tmp_path):
 
 
 def test_srun_step_inside_batch_job(slurm_cluster, tmp_path):
-    # The step finds the config only because it sits at /etc/slurm: steps drop SLURM_CONF.
+    # Works only with the configs at /etc/slurm: slurmd resets SLURM_CONF inside jobs.
     job_id, output = sbatch(slurm_cluster, tmp_path, "srun --ntasks=1 hostname -s")
     records = wait_for_job(job_id)
     assert records[job_id]["State"] == "COMPLETED", output.read_text()
@@ -92,15 +96,17 @@ def test_srun_step_inside_batch_job(slurm_cluster, tmp_path):
 
 
 def test_snakemake_slurm_executor_runs_workflow(slurm_cluster, tmp_path):
-    (tmp_path / "Snakefile").write_text(textwrap.dedent(SNAKEFILE))
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
     venv_bin = str(Path(sys.executable).parent)  # jobs run snakemake from the same environment
     env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"}
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     # The plugin polls sacct until jobs finish; `timeout` bounds it should that ever hang.
     cmd = ["timeout", "-k", "10", "300", sys.executable, "-m", "snakemake", "--executor", "slurm"]
-    cmd += ["--jobs", "2", "--latency-wait", "5", "--slurm-init-seconds-before-status-checks", "2"]
+    # The plugin first polls after the init delay, then 10 s later per round that finds nothing
+    # finished: a 1 s delay lets each ~5 s job be seen at the 12 s poll.
+    cmd += ["--jobs", "2", "--latency-wait", "5", "--slurm-init-seconds-before-status-checks", "1"]
     cmd += ["--default-resources", f"slurm_partition={slurm_cluster.partition}"]
-    cmd += [f"slurm_account={slurm_cluster.account}"]
+    cmd += [f"slurm_account={slurm_cluster.account}", "runtime=10"]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=330)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]

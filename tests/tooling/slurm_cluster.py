@@ -2,13 +2,12 @@
 
 Debian 12's Slurm runs on this host as root: munged, a private MariaDB on 127.0.0.1, slurmdbd,
 slurmctld and slurmd, one node with two fake A100 GPUs. State, logs and PID files live in
-$FISHFLOW_SLURM_DIR (default /tmp/fishflow-slurm); the configs must live in /etc/slurm because
-job steps drop SLURM_CONF, so an `srun` inside a batch job would not find them elsewhere.
+$FISHFLOW_SLURM_DIR (default /tmp/fishflow-slurm). The configs live in /etc/slurm because
+slurmd resets SLURM_CONF inside jobs to that default path: an `srun` inside a batch job would not
+find configs kept anywhere else.
 
     python -m tests.tooling.slurm_cluster up|down|status|env    (from the repository root)
 """
-
-from __future__ import annotations
 
 import argparse
 import os
@@ -18,8 +17,9 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,10 @@ ETC = Path("/etc/slurm")
 MARKER = "# Written by tests/tooling/slurm_cluster.py (fishflow test cluster).\n"
 MUNGE_RUN_DIR = Path("/run/munge")
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
+NEEDS_ROOT = (
+    "the Slurm test cluster is not running (or its configs are out of date) and starting it "
+    "needs root, but uid is {uid}; run `sudo .venv/bin/python -m tests.tooling.slurm_cluster up`"
+)
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 UP_NODE_STATES = {"idle", "mix", "alloc", "comp"}
@@ -72,7 +76,7 @@ class Daemon:
             proc_state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, ValueError, IndexError):
             return None
-        # Zombies count as dead: nobody may reap a daemon whose parent was our CLI.
+        # Zombies count as dead: PID 1 in our containers does not reap orphaned daemons.
         return pid if comm == self.name and proc_state not in "ZX" else None
 
     def log_tail(self, lines: int = 25) -> str:
@@ -95,16 +99,16 @@ def cluster_info() -> ClusterInfo:
     return ClusterInfo(PARTITION, ACCOUNT, node_name(), state_dir(), GPUS, GPU_TYPE)
 
 
+SLURM_DAEMONS = ("slurmdbd", "slurmctld", "slurmd")
+
+
 def daemons(state: Path) -> list[Daemon]:
     """All daemons, in start order. munged and mariadbd drop root, so they get their own dirs."""
     return [
         Daemon("munged", state / "munge" / "munged.pid", state / "munge" / "munged.log"),
         Daemon("mariadbd", state / "mysql" / "mariadbd.pid", state / "mysql" / "mariadbd.log"),
-        *(Daemon(n, state / "run" / f"{n}.pid", state / "log" / f"{n}.log") for n in _SLURM),
+        *(Daemon(n, state / "run" / f"{n}.pid", state / "log" / f"{n}.log") for n in SLURM_DAEMONS),
     ]
-
-
-_SLURM = ("slurmdbd", "slurmctld", "slurmd")
 
 
 # --- Public API -----------------------------------------------------------------------------
@@ -115,15 +119,13 @@ def cluster_available() -> tuple[bool, str]:
     if not health_problems():
         return True, "the cluster is already running"
     if os.geteuid() != 0:
-        return False, (
-            f"the Slurm test cluster is not running and starting it needs root (uid is "
-            f"{os.geteuid()}); run `sudo .venv/bin/python -m tests.tooling.slurm_cluster up`"
-        )
-    if not _missing_binaries():
+        return False, NEEDS_ROOT.format(uid=os.geteuid())
+    missing = ", ".join(_missing_binaries())
+    if not missing:
         return True, "Slurm is installed; the cluster can be started"
     if shutil.which("apt-get"):
-        return True, f"missing {', '.join(_missing_binaries())}; apt-get can install them"
-    return False, f"missing {', '.join(_missing_binaries())} and there is no apt-get to install them"
+        return True, f"{missing} missing; apt-get can install them"
+    return False, f"{missing} missing and there is no apt-get to install them with"
 
 
 def is_running() -> bool:
@@ -131,18 +133,19 @@ def is_running() -> bool:
 
 
 def ensure_cluster() -> ClusterInfo:
-    """Bring the cluster up, or just verify it when it is already healthy."""
-    if is_running():
+    """Bring the cluster up, or just verify it when it is healthy and its configs are current."""
+    if is_running() and not _stale_configs():
         return cluster_info()
     if os.geteuid() != 0:
-        raise SlurmClusterError(cluster_available()[1])
+        raise SlurmClusterError(NEEDS_ROOT.format(uid=os.geteuid()))
     if _missing_binaries():
         _install_packages()
     state = state_dir()
-    hardware = _slurmd_hardware()
     _prepare_dirs(state)
-    if _write_configs(state, hardware):
-        _stop(d for d in daemons(state) if d.name in _SLURM)  # restart them on the new configs
+    if stale := _stale_configs():
+        _write_configs(stale)
+        # Slurm daemons still running on the old configs must restart to read the new ones.
+        _stop(d for d in daemons(state) if d.name in SLURM_DAEMONS)
     munged, mariadbd, slurmdbd, slurmctld, slurmd = daemons(state)
     _timed("munged", lambda: _start_munged(munged))
     _timed("mariadb", lambda: _start_mariadb(mariadbd, state))
@@ -163,6 +166,7 @@ def stop_cluster() -> list[str]:
 
 def health_problems() -> list[str]:
     """What is wrong with the running cluster; empty when it is healthy."""
+    # munged is judged by whether munge works: it may be a system munged that we share.
     problems = [f"{d.name} is not running" for d in daemons(state_dir())[1:] if d.pid() is None]
     if not _munge_works():
         problems.append("munge does not work")
@@ -216,7 +220,11 @@ def _slurmd_hardware() -> dict[str, str]:
 def _prepare_dirs(state: Path) -> None:
     for sub in ("run", "log", "slurmctld", "slurmd", "dev"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    for path, user in ((state / "munge", "munge"), (state / "mysql", "mysql"), (MUNGE_RUN_DIR, "munge")):
+    for path, user in (
+        (state / "munge", "munge"),
+        (state / "mysql", "mysql"),
+        (MUNGE_RUN_DIR, "munge"),
+    ):
         path.mkdir(parents=True, exist_ok=True)
         shutil.chown(path, user, user)
     for index in range(GPUS):
@@ -224,33 +232,35 @@ def _prepare_dirs(state: Path) -> None:
         if not (device.exists() and stat.S_ISCHR(device.stat().st_mode)):
             device.unlink(missing_ok=True)
             # Slurm only sets CUDA_VISIBLE_DEVICES for character devices; /dev/null's numbers do.
-            os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            os.mknod(device, 0o644 | stat.S_IFCHR, os.makedev(1, 3))
 
 
-def _write_configs(state: Path, hardware: dict[str, str]) -> bool:
-    """Write /etc/slurm/*.conf; return whether any of them changed."""
-    node = node_name()
+def _stale_configs() -> dict[Path, str]:
+    """The configs whose files differ from what this module writes, with their new text.
+
+    Only root can read slurmdbd.conf; for anyone else it counts as current.
+    """
+    state, node = state_dir(), node_name()
+    gres = f"NodeName={node} Name=gpu Type={GPU_TYPE} File={state}/dev/nvidia[0-{GPUS - 1}]\n"
     configs = {
-        "slurm.conf": _slurm_conf(state, node, hardware),
-        "gres.conf": (
-            f"NodeName={node} Name=gpu Type={GPU_TYPE} File={state}/dev/nvidia[0-{GPUS - 1}]\n"
-        ),
-        "slurmdbd.conf": _slurmdbd_conf(state, node),
+        ETC / "slurm.conf": _slurm_conf(state, node, _slurmd_hardware()),
+        ETC / "gres.conf": gres,
+        ETC / "slurmdbd.conf": _slurmdbd_conf(state, node),
     }
+    return {
+        path: MARKER + body
+        for path, body in configs.items()
+        if not path.exists() or (os.access(path, os.R_OK) and path.read_text() != MARKER + body)
+    }
+
+
+def _write_configs(configs: dict[Path, str]) -> None:
     ETC.mkdir(parents=True, exist_ok=True)
-    changed = False
-    for name, body in configs.items():
-        path, text = ETC / name, MARKER + body
-        if path.exists():
-            old = path.read_text()
-            if not old.startswith(MARKER):
-                raise SlurmClusterError(f"{path} exists and is not ours; refusing to overwrite it")
-            if old == text:
-                continue
+    for path, text in configs.items():
+        if path.exists() and not path.read_text().startswith(MARKER):
+            raise SlurmClusterError(f"{path} exists and is not ours; refusing to overwrite it")
         path.write_text(text)
-        path.chmod(0o600 if name == "slurmdbd.conf" else 0o644)  # slurmdbd insists on 0600
-        changed = True
-    return changed
+        path.chmod(0o600 if path.name == "slurmdbd.conf" else 0o644)  # slurmdbd insists on 0600
 
 
 def _slurm_conf(state: Path, node: str, hardware: dict[str, str]) -> str:
@@ -276,6 +286,7 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
 MpiDefault=none
+MailProg=/bin/true
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # Schedule at once instead of batching submissions: tests wait on every job.
@@ -319,8 +330,9 @@ def _start_munged(daemon: Daemon) -> None:
     if _munge_works():
         return  # a munged we did not start serves the default socket; share it
     _spawn(
+        daemon,
         ["runuser", "-u", "munge", "--", "munged", "--force"]
-        + [f"--pid-file={daemon.pid_file}", f"--log-file={daemon.log_file}"]
+        + [f"--pid-file={daemon.pid_file}", f"--log-file={daemon.log_file}"],
     )
     _wait(_munge_works, "munge to authenticate", daemon)
 
@@ -335,10 +347,11 @@ def _start_mariadb(daemon: Daemon, state: Path) -> None:
                 timeout=120,
             )
         _spawn(
+            daemon,
             ["setsid", "--fork", "mariadbd", "--no-defaults", "--user=mysql"]
             + [f"--datadir={data}", f"--socket={sock}", f"--pid-file={daemon.pid_file}"]
             + [f"--log-error={daemon.log_file}", "--bind-address=127.0.0.1", f"--port={DB_PORT}"]
-            + ["--skip-name-resolve"]
+            + ["--skip-name-resolve"],
         )
         _wait(lambda: _succeeds(["mariadb-admin", f"--socket={sock}", "ping"]), "mariadb", daemon)
     grant = (
@@ -350,7 +363,7 @@ def _start_mariadb(daemon: Daemon, state: Path) -> None:
 
 def _start_slurmdbd(daemon: Daemon) -> None:
     if daemon.pid() is None:
-        _spawn(["slurmdbd"])
+        _spawn(daemon, ["slurmdbd"])
     _wait(lambda: _succeeds(["sacctmgr", "-n", "list", "cluster"]), "slurmdbd", daemon)
 
 
@@ -365,17 +378,18 @@ def _add_accounts() -> None:
 
 def _start_slurmctld(daemon: Daemon) -> None:
     if daemon.pid() is None:
-        _spawn(["slurmctld"])
+        _spawn(daemon, ["slurmctld"])
     _wait(_slurmctld_up, "`scontrol ping` to report slurmctld UP", daemon)
 
 
 def _start_slurmd(daemon: Daemon) -> None:
     if daemon.pid() is None:
-        _spawn(["slurmd"])
-    _wait(lambda: _node_state() == "idle", f"`sinfo` to show node {node_name()} idle", daemon)
+        _spawn(daemon, ["slurmd"])
+    what = f"`sinfo` to show node {node_name()} idle"  # or busy, if jobs survived a restart
+    _wait(lambda: _node_state() in UP_NODE_STATES, what, daemon)
 
 
-def _stop(candidates: Iterator[Daemon] | list[Daemon]) -> list[str]:
+def _stop(candidates: Iterable[Daemon]) -> list[str]:
     stopped = []
     for daemon in candidates:
         pid = daemon.pid()
@@ -453,17 +467,28 @@ def _run(
     return result
 
 
-def _spawn(cmd: list[str]) -> None:
-    """Start a daemon that forks into the background; it must not hold our stdio or session."""
-    subprocess.run(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        timeout=30,
-        check=True,
-    )
+def _spawn(daemon: Daemon, cmd: list[str]) -> None:
+    """Run a command that forks `daemon` into the background, outside our session."""
+    # The daemon inherits stderr: a pipe would keep us waiting for it to exit, a file does not.
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            result = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+                timeout=30,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SlurmClusterError(f"`{' '.join(cmd)}` did not return within 30 s") from exc
+        if result.returncode != 0:
+            stderr.seek(0)
+            raise SlurmClusterError(
+                f"`{' '.join(cmd)}` exited {result.returncode}: "
+                f"{stderr.read().decode(errors='replace')}\n"
+                f"tail of {daemon.log_file}:\n{daemon.log_tail()}"
+            )
 
 
 def _poll(condition: Callable[[], bool], timeout: float) -> bool:
@@ -504,7 +529,7 @@ def _timed(step: str, action: Callable[[], None]) -> None:
 def _print_status() -> int:
     for daemon in daemons(state_dir()):
         pid = daemon.pid()
-        print(f"{daemon.name:10} {'pid ' + str(pid) if pid else 'not running (from us)'}")
+        print(f"{daemon.name:10} {f'pid {pid}' if pid else 'no live PID file'}")
     problems = health_problems()
     print("healthy" if not problems else "unhealthy: " + "; ".join(problems))
     return 0 if not problems else 1

@@ -1,4 +1,4 @@
-"""Write tiny, randomly initialised fish-speech 0.1.0 checkpoints (run with the SERVER env's python).
+"""Write tiny random fish-speech 0.1.0 checkpoints; run it with the SERVER env's python.
 
     python -P tests/tooling/tiny_checkpoints.py DEST CODEC_CONFIG_NAME
 
@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 SEED = 0
 # 256 byte tokens + 15 control tokens + 1024 semantic tokens (fish_speech.tokenizer).
 VOCAB_SIZE = 1295
-# max_seq_len must exceed 2048 + prompt: generate_long rejects prompts longer than max_seq_len - 2048.
+# max_seq_len must exceed 2048 + prompt: generate_long rejects prompts over max_seq_len - 2048.
 LLAMA_CONFIG = dict(
     vocab_size=VOCAB_SIZE,
     n_layer=2,
@@ -59,7 +59,8 @@ def make_end_token_unreachable(model: DualARTransformer) -> None:
 
     Every input embedding gets +1 in the ANCHOR dimension and no layer writes into it, so the final
     normed state is always positive there; with tied embeddings the end token's row then scores
-    about -8000 and its probability is exactly 0: every request yields max_new_tokens - 1 frames.
+    about -7000 (the others about +7), so its probability is exactly 0 and every request yields
+    max_new_tokens - 1 frames.
     """
     end_id = model.tokenizer.get_token_id(IM_END_TOKEN)
     with torch.no_grad():

@@ -23,7 +23,10 @@ BIN = Path(sys.executable).parent
 )
 def test_style_gate(command):
     result = subprocess.run(
-        [str(BIN / command[0]), *command[1:]], cwd=REPO, capture_output=True, text=True,
+        [str(BIN / command[0]), *command[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

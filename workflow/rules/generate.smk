@@ -2,7 +2,7 @@ rule generate:
     input:
         endpoint=endpoint_file,
     output:
-        f"{OUT}/work/generated/{{lang}}/{{voice}}/{{shard}}.jsonl",
+        f"{OUT}/work/generated/{{lang}}/{{voice}}/{{shard}}.json",
     log:
         f"{OUT}/logs/generate/{{lang}}/{{voice}}/{{shard}}.log",
     group:
@@ -23,7 +23,7 @@ rule generate:
 
 rule validate:
     input:
-        f"{OUT}/work/generated/{{lang}}/{{voice}}/{{shard}}.jsonl",
+        f"{OUT}/work/generated/{{lang}}/{{voice}}/{{shard}}.json",
     output:
         f"{OUT}/work/validated/{{lang}}/{{voice}}/{{shard}}.jsonl",
     log:

@@ -1,16 +1,14 @@
 from pathlib import Path
 
-from fishflow import atomic, rulekit
+from fishflow import rulekit
 from fishflow.validation import validate_shard
 
 rulekit.run(
     snakemake,
-    lambda: atomic.write_jsonl(
-        Path(snakemake.output[0]),
-        validate_shard(
-            atomic.read_jsonl(Path(snakemake.input[0])),
-            snakemake.params.settings.out,
-            snakemake.params.limits,
-        ),
+    lambda: validate_shard(
+        generated=Path(snakemake.input[0]),
+        validated=Path(snakemake.output[0]),
+        out=snakemake.params.settings.out,
+        limits=snakemake.params.limits,
     ),
 )
