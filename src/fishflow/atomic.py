@@ -16,13 +16,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write to a temp file beside `path`, fsync it, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -45,8 +45,9 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
     write_text(path, "".join(dumps_line(record) for record in records))
 
 
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+def write_json(path: Path, obj, mode: int = 0o644) -> None:
+    text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    write_bytes(path, text.encode("utf-8"), mode)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -45,7 +45,7 @@ class FishSpeechClient:
         kind = TransientError if response.status_code >= 500 else PermanentError
         raise kind(f"{what}: HTTP {response.status_code}: {_snippet(response)}")
 
-    def health(self, timeout: float = 10.0) -> None:
+    def health(self, timeout: float | None = None) -> None:
         """Raise unless the answer is the Fish Speech health JSON (not a proxy's page)."""
         response = self._request("GET", "/v1/health", timeout=timeout)
         if response.status_code == 401:

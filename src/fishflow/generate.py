@@ -19,7 +19,7 @@ from .backends import get_backend
 from .client import FishSpeechClient, with_retries
 from .endpoint import wait_for_endpoint
 from .errors import FishflowError, PermanentError, ServerError
-from .plan import Item, Shard, item_seed
+from .plan import GENERATION_KEYS, Item, Shard, item_seed
 from .voices import sha256_file
 
 log = logging.getLogger("fishflow.generate")
@@ -59,7 +59,7 @@ class ShardGenerator:
         self.out = Path(out)
         self.config = config
         self.backend_id = get_backend(config["server"]).model_id(config["server"])
-        self.params = {k: v for k, v in config["generation"].items() if k != "seed"}
+        self.params = {key: config["generation"][key] for key in GENERATION_KEYS}
         journal_path = self.out / layout.progress_relpath(shard.lang, shard.voice, shard.name)
         self.journal = atomic.Journal(journal_path)
         self.previous = {record["id"]: record for record in self.journal.read()}
@@ -81,8 +81,11 @@ class ShardGenerator:
                 f"(server: {served}, plan: {self.shard.voice_sha256}); refusing to generate in "
                 "a default voice"
             )
-        self.client = FishSpeechClient(info["url"], timeout=server["request_timeout_s"])
-        self.client.health()
+        self.client = FishSpeechClient(
+            info["url"], info.get("api_key"), timeout=server["request_timeout_s"]
+        )
+        # The server answers health only between TTS requests: wait as long as one may take.
+        with_retries(self.client.health, server["retries"], server["backoff_s"])
 
     def _request(self, item: Item, seed: int) -> tuple[bytes, int]:
         server = self.config["server"]

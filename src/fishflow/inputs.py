@@ -59,7 +59,7 @@ def _decode_lines(path: Path):
             raise InputError(path, number, f"not valid UTF-8 ({exc.reason})") from None
 
 
-def _parse_row(path: Path, number: int, line: str, lang: str, index: int) -> Row:
+def _parse_row(path: Path, number: int, line: str, lang: str, index: int, max_chars: int) -> Row:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -73,6 +73,13 @@ def _parse_row(path: Path, number: int, line: str, lang: str, index: int) -> Row
         raise InputError(path, number, f"'text' must be a string, got {type(text).__name__}")
     if not text.strip():
         raise InputError(path, number, "'text' is empty")
+    if len(text) > max_chars:
+        raise InputError(
+            path,
+            number,
+            f"'text' has {len(text)} characters, more than generation.max_text_chars "
+            f"({max_chars}): split it into several rows at sentence boundaries",
+        )
     row_lang = obj.get("lang", obj.get("language"))
     if row_lang is not None and row_lang != lang:
         raise InputError(
@@ -94,13 +101,13 @@ def _parse_row(path: Path, number: int, line: str, lang: str, index: int) -> Row
     return Row(id=item_id, text=text, line=number, voice=voice)
 
 
-def read_rows(path: Path, lang: str) -> list[Row]:
+def read_rows(path: Path, lang: str, max_chars: int = 400) -> list[Row]:
     """Parse one language's JSONL; rows without an id get their zero-padded row index."""
     path = Path(path)
     rows: list[Row] = []
     first_line: dict[str, int] = {}
     for number, line in _decode_lines(path):
-        row = _parse_row(path, number, line, lang, len(rows))
+        row = _parse_row(path, number, line, lang, len(rows), max_chars)
         if row.id in first_line:
             raise InputError(
                 path, number, f"duplicate id {row.id!r} (first seen on line {first_line[row.id]})"

@@ -3,7 +3,7 @@
 Run as `python -m fishflow.launch --spec JSON --endpoint FILE --log FILE` by the `server` rule.
 Before `exec`, a detached watcher process is forked. It waits for health (bounded), registers
 and verifies the voices, then publishes the endpoint file; on any failure it publishes the error
-with the tail of the server log instead and stops the server.
+with the tail of the server log instead, and stops the server.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -18,13 +19,14 @@ import time
 from pathlib import Path
 
 from . import atomic
-from .backends import get_backend
+from .backends import Launch, get_backend
 from .client import FishSpeechClient
 from .endpoint import log_tail, pid_alive
 from .errors import FishflowError, PermanentError, TransientError
 from .registration import register_voices
 
 LOOPBACK = "127.0.0.1"
+PRIVATE = 0o600  # the endpoint file holds the server's API key
 
 
 def free_loopback_port() -> int:
@@ -34,12 +36,22 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(client: FishSpeechClient, server_pid: int, timeout_s: float) -> float:
-    """Seconds until the server answered health; raise if it died or did not answer in time."""
+def _fatal_line(log: Path, marks: tuple[str, ...]) -> str | None:
+    if not marks:
+        return None
+    text = Path(log).read_text(encoding="utf-8", errors="replace")
+    return next((mark for mark in marks if mark in text), None)
+
+
+def wait_healthy(client: FishSpeechClient, pid: int, launch: Launch, log: Path, timeout_s: float):
+    """Seconds until the server answered health; raise if it died, hung or timed out."""
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
-        if not pid_alive(server_pid):
+        if not pid_alive(pid):
             raise FishflowError("the server process exited during start-up")
+        mark = _fatal_line(log, launch.fatal_marks)
+        if mark:
+            raise FishflowError(f"the server failed while loading (its log shows {mark!r})")
         try:
             client.health(timeout=5)
             return time.monotonic() - start
@@ -47,45 +59,39 @@ def wait_healthy(client: FishSpeechClient, server_pid: int, timeout_s: float) ->
             time.sleep(0.25)
         except PermanentError as exc:
             raise FishflowError(str(exc)) from exc
-    raise FishflowError(f"the server did not answer /v1/health within {timeout_s:.0f} s")
+    raise FishflowError(
+        f"the server did not answer /v1/health within {timeout_s:.0f} s "
+        "(server.startup_timeout_s; model load, warm-up and --compile all count)"
+    )
 
 
-def watch(spec: dict, endpoint: Path, log: Path, server_pid: int, url: str, workdir: Path):
+def watch(spec: dict, launch: Launch, info: dict, endpoint: Path, log: Path) -> None:
     """In the forked watcher: health, registration, verification, then publish."""
-    started = time.time()
-    client = FishSpeechClient(url, timeout=spec["server"]["request_timeout_s"])
-    info = {
-        "host": socket.gethostname(),
-        "pid": server_pid,
-        "url": url,
-        "log": str(log),
-        "workdir": str(workdir),
-        "backend": spec["server"]["backend"],
-        "started_at": started,
-    }
+    server = spec["server"]
+    client = FishSpeechClient(info["url"], info["api_key"], timeout=server["request_timeout_s"])
     try:
         info["startup_s"] = round(
-            wait_healthy(client, server_pid, spec["server"]["startup_timeout_s"]), 3
+            wait_healthy(client, info["pid"], launch, log, server["startup_timeout_s"]), 3
         )
-        info["registry"] = register_voices(client, workdir, spec["voices"])
+        info["registry"] = register_voices(client, Path(info["workdir"]), spec["voices"])
         info["voices"] = {voice["id"]: voice["sha256"] for voice in spec["voices"]}
         info["ready_at"] = time.time()
         print(
-            f"fishflow: server ready at {url} after {info['startup_s']} s; "
+            f"fishflow: server ready at {info['url']} after {info['startup_s']} s; "
             f"{len(spec['voices'])} voice(s) verified ({info['registry']} registry)",
             flush=True,
         )
-    except Exception as exc:  # noqa: BLE001 - any failure must reach the consumers
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the consumers
         info["error"] = (
-            f"{type(exc).__name__}: {exc}" if not isinstance(exc, FishflowError) else str(exc)
+            str(exc) if isinstance(exc, FishflowError) else f"{type(exc).__name__}: {exc}"
         )
         print(f"fishflow: server start failed: {info['error']}", flush=True)
         info["log_tail"] = log_tail(log)
-        atomic.write_json(endpoint, info)
-        if pid_alive(server_pid):
-            os.kill(server_pid, signal.SIGTERM)
+        atomic.write_json(endpoint, info, PRIVATE)
+        if pid_alive(info["pid"]):
+            os.kill(info["pid"], signal.SIGTERM)
         return
-    atomic.write_json(endpoint, info)
+    atomic.write_json(endpoint, info, PRIVATE)
 
 
 def _detach(fn) -> None:
@@ -109,29 +115,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", required=True, type=Path)
     args = parser.parse_args(argv)
     spec = json.loads(args.spec)
+    server = spec["server"]
 
     args.endpoint.unlink(missing_ok=True)
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    workdir = (
-        Path(spec["servers_dir"])
-        / f"{args.endpoint.name.split('.')[0]}-{socket.gethostname()}-{os.getpid()}"
-    )
+    name = f"{args.endpoint.name.split('.')[0]}-{socket.gethostname()}-{os.getpid()}"
+    workdir = (Path(spec["servers_dir"]) / name).resolve()
     workdir.mkdir(parents=True)
     port = free_loopback_port()
-    url = f"http://{LOOPBACK}:{port}"
-    command = get_backend(spec["server"]).command(spec["server"], LOOPBACK, port, workdir.resolve())
+    api_key = secrets.token_urlsafe(24) if server["api_key"] == "auto" else None
+    launch = get_backend(server).launch(server, port, workdir, api_key)
+    info = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),  # exec keeps the pid
+        "url": f"http://{LOOPBACK}:{port}",
+        "api_key": api_key,
+        "log": str(args.log),
+        "workdir": str(workdir),
+        "backend": server["backend"],
+        "started_at": time.time(),
+    }
 
     log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
+    shown = ["***" if arg == api_key else arg for arg in launch.command]
     print(
-        f"fishflow: starting {spec['server']['backend']} server on {url} in {workdir}", flush=True
+        f"fishflow: starting {server['backend']} server on {info['url']} in {workdir}", flush=True
     )
-    print("fishflow: command: " + " ".join(command), flush=True)
-    server_pid = os.getpid()  # exec keeps the pid
-    _detach(lambda: watch(spec, args.endpoint, args.log, server_pid, url, workdir.resolve()))
+    print("fishflow: command: " + " ".join(shown), flush=True)
+    _detach(lambda: watch(spec, launch, info, args.endpoint, args.log))
     os.chdir(workdir)
-    os.execvp(command[0], command)
+    os.execvpe(launch.command[0], launch.command, {**os.environ, **launch.env})
 
 
 if __name__ == "__main__":

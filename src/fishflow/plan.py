@@ -86,9 +86,12 @@ class Plan:
         self.backend = get_backend(config["server"])
         self.model_id = self.backend.model_id(config["server"])
         self._check_languages(config["inputs"])
+        self.backend.preflight(config["server"])
         self.voices: dict[str, Voice] = load_voices(config["voices"], config["validation"])
+        max_chars = config["generation"]["max_text_chars"]
         self.rows: dict[str, list[Row]] = {
-            lang: read_rows(Path(path), lang) for lang, path in sorted(config["inputs"].items())
+            lang: read_rows(Path(path), lang, max_chars)
+            for lang, path in sorted(config["inputs"].items())
         }
         self.assignment = self._assign(config["voice_assignment"])
 
