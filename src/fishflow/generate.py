@@ -74,6 +74,13 @@ class ShardGenerator:
         """Wait for this job's server and check it holds the planned voice."""
         server = self.config["server"]
         info = wait_for_endpoint(endpoint, server["startup_timeout_s"] + ENDPOINT_GRACE_S)
+        log.info(
+            "using server %s on %s (pid %s, Slurm job %s)",
+            info["url"],
+            info["host"],
+            info["pid"],
+            info.get("slurm_job_id"),
+        )
         served = info.get("voices", {}).get(self.shard.voice)
         if served != self.shard.voice_sha256:
             raise ServerError(

@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         "workdir": str(workdir),
         "backend": server["backend"],
         "started_at": time.time(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
 
     log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -141,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(log_fd, 2)
     shown = ["***" if arg == api_key else arg for arg in launch.command]
     print(
-        f"fishflow: starting {server['backend']} server on {info['url']} in {workdir}", flush=True
+        f"fishflow: starting {server['backend']} server on {info['host']}:{port} in {workdir} "
+        f"(Slurm job {info['slurm_job_id']}, CUDA_VISIBLE_DEVICES={info['cuda_visible_devices']})",
+        flush=True,
     )
     print("fishflow: command: " + " ".join(shown), flush=True)
     _detach(lambda: watch(spec, launch, info, args.endpoint, args.log))

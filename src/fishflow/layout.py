@@ -13,6 +13,10 @@ def shard_index(name: str) -> int:
     return int(name)
 
 
+def batch_name(index: int) -> str:
+    return f"b{index:0{SHARD_DIGITS}d}"
+
+
 def wav_relpath(lang: str, voice: str, item_id: str) -> str:
     return f"audio/{lang}/{voice}/{item_id}.wav"
 

@@ -94,6 +94,11 @@ class Plan:
             for lang, path in sorted(config["inputs"].items())
         }
         self.assignment = self._assign(config["voice_assignment"])
+        self.shards_per_job = config["shards_per_job"]
+        self._batches = {
+            key: layout.batch_name(index // self.shards_per_job)
+            for index, key in enumerate(self.shard_keys())
+        }
 
     def _check_languages(self, inputs: dict) -> None:
         unknown = sorted(set(inputs) - self.backend.languages)
@@ -140,7 +145,11 @@ class Plan:
             for index in range(self.shard_count(lang, voice))
         ]
 
-    def _shard_rows(self, lang: str, voice: str, name: str) -> list[Row]:
+    def batch(self, lang: str, voice: str, name: str) -> str:
+        """The server job (batch of `shards_per_job` shards, in plan order) serving a shard."""
+        return self._batches[(lang, voice, name)]
+
+    def shard_rows(self, lang: str, voice: str, name: str) -> list[Row]:
         index = layout.shard_index(name)
         indices = self.assignment.get((lang, voice), [])
         selected = indices[index * self.shard_size : (index + 1) * self.shard_size]
@@ -164,7 +173,7 @@ class Plan:
 
     def shard_fingerprint(self, lang: str, voice: str, name: str) -> str:
         """Changes exactly when some item of the shard would change; a Snakemake rerun trigger."""
-        rows = self._shard_rows(lang, voice, name)
+        rows = self.shard_rows(lang, voice, name)
         return _digest(self._common(lang, voice), [(row.id, row.text) for row in rows])
 
     def item(self, lang: str, voice: str, row: Row) -> Item:
@@ -178,7 +187,7 @@ class Plan:
         )
 
     def shard(self, lang: str, voice: str, name: str) -> Shard:
-        rows = self._shard_rows(lang, voice, name)
+        rows = self.shard_rows(lang, voice, name)
         return Shard(
             lang=lang,
             voice=voice,

@@ -1,4 +1,4 @@
-"""What is done already: the plan summary printed before work starts."""
+"""What is done already, and what the rest will cost: the plan summary printed before work."""
 
 from __future__ import annotations
 
@@ -6,30 +6,40 @@ from . import atomic, layout
 from .plan import Plan
 
 
-def count_done(plan: Plan) -> int:
-    """Items whose journal holds a spoken record with the current fingerprint."""
-    done = 0
+def todo_by_shard(plan: Plan) -> dict[tuple[str, str, str], int]:
+    """Items per shard not yet spoken with the current fingerprint (from the shard journals)."""
+    todo = {}
     for lang, voice, name in plan.shard_keys():
         journal = plan.out / layout.progress_relpath(lang, voice, name)
+        shard_size = len(plan.shard_rows(lang, voice, name))
         if not journal.exists():
+            todo[(lang, voice, name)] = shard_size
             continue
         spoken = {
             r["id"]: r["fingerprint"] for r in atomic.read_jsonl(journal) if r["status"] == "ok"
         }
         shard = plan.shard(lang, voice, name)
-        done += sum(spoken.get(item.id) == item.fingerprint for item in shard.items)
-    return done
+        todo[(lang, voice, name)] = sum(spoken.get(i.id) != i.fingerprint for i in shard.items)
+    return todo
 
 
 def summary_text(plan: Plan) -> str:
     languages = sorted(plan.rows)
     voices = sorted(plan.voices)
-    shards = plan.shard_keys()
+    todo = todo_by_shard(plan)
+    items_todo = sum(todo.values())
     total = plan.item_count()
-    done = count_done(plan)
+    jobs = len({plan.batch(*key) for key, count in todo.items() if count})
+    estimate = plan.config["planning"]
+    gpu_hours = (
+        items_todo * estimate["seconds_per_item"] + jobs * estimate["server_startup_s"]
+    ) / 3600
     return (
         f"fishflow plan: {len(languages)} language(s) {languages} x {len(voices)} voice(s) "
-        f"{voices} -> {len(shards)} shard(s) of up to {plan.shard_size} items; "
-        f"backend {plan.backend.name} ({plan.model_id}); "
-        f"items: {total} total, {done} done, {total - done} to do"
+        f"{voices} -> {len(todo)} shard(s) of up to {plan.shard_size} items; "
+        f"backend {plan.backend.name} ({plan.model_id})\n"
+        f"fishflow plan: items: {total} total, {total - items_todo} done, {items_todo} to do\n"
+        f"fishflow plan: generation jobs (one server start each, one Slurm job on a cluster): "
+        f"{jobs} of up to {plan.shards_per_job} shards; estimated GPU-hours: {gpu_hours:.2f} "
+        f"({estimate['seconds_per_item']} s/item, {estimate['server_startup_s']} s start-up/job)"
     )

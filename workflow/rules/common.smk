@@ -11,11 +11,14 @@ from fishflow.config import validate_config
 from fishflow.errors import FishflowError
 from fishflow.plan import Plan, Settings
 from fishflow.progress import summary_text
+from fishflow.slurm import check_resources_expanded
 
 min_version("9.0")
 
 # Validate everything before any job exists: a bad config or input fails the plan, not a GPU job.
 try:
+    if workflow.resource_settings.default_resources:
+        check_resources_expanded(workflow.resource_settings.default_resources.args)
     validate_config(config)
     PLAN = Plan(config)
 except FishflowError as exc:
@@ -30,7 +33,7 @@ wildcard_constraints:
     lang=r"[a-z]{2,3}",
     voice=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     shard=r"\d+",
-    groupid=r"[A-Za-z0-9_.-]+",
+    batch=r"b\d+",
 
 
 if workflow.is_main_process:
@@ -46,9 +49,11 @@ def all_targets():
     )
 
 
-def endpoint_file(wildcards, groupid):
-    """Group-local: every Slurm job (group) starts its own server on its own node."""
-    return f"{SERVERS}/{groupid}.endpoint.json"
+def endpoint_file(wildcards):
+    """The endpoint of the server of this shard's batch: one server start (one Slurm job, on
+    its own node) serves `shards_per_job` shards."""
+    batch = PLAN.batch(wildcards.lang, wildcards.voice, wildcards.shard)
+    return f"{SERVERS}/{batch}.endpoint.json"
 
 
 def server_spec(wildcards):

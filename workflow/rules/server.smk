@@ -1,12 +1,13 @@
-# One server per group job: started on the node that generates, on a free loopback port.
+# One server per batch of shards: a service in the same group as its consumers, so that it runs
+# in the same Slurm job on the node that generates, on a free loopback port.
 # Registration and verification of the voices happen inside this job (see README, design notes):
 # in a service group all jobs start together, so a separate registration job could not be
 # ordered before generation.
 rule server:
     output:
-        service(f"{SERVERS}/{{groupid}}.endpoint.json"),
+        service(f"{SERVERS}/{{batch}}.endpoint.json"),
     log:
-        f"{OUT}/logs/server/{{groupid}}.log",
+        f"{OUT}/logs/server/{{batch}}.log",
     group:
         "tts"
     conda:
