@@ -157,3 +157,17 @@ def test_failing_shard_fails_alone_and_only_it_reruns(project):
     new = requested(project) - first
     assert set(new) == {("alice", "Is this a question?"), ("bob", "Is this a question?")}
     assert len(project.manifest("metadata", "en")) == 10
+
+
+def test_server_that_never_gets_healthy_fails_with_its_log(project):
+    project.config["server"]["demo"] = {"warmup_s": 30}
+    project.config["server"]["startup_timeout_s"] = 2
+    started = time.monotonic()
+    result = project.run(timeout=120)
+    assert result.returncode != 0
+    assert time.monotonic() - started < 60
+    logs = "".join(p.read_text() for p in (project.out / "logs" / "generate").rglob("*.log"))
+    assert "did not answer /v1/health within 2 s" in logs
+    assert "--- last lines of" in logs and "fishflow: starting demo server" in logs
+    assert project.tts_requests() == []
+    assert not (project.out / "audio").exists()
