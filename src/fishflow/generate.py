@@ -20,6 +20,7 @@ from .client import FishSpeechClient, with_retries
 from .endpoint import wait_for_endpoint
 from .errors import FishflowError, PermanentError, ServerError
 from .plan import GENERATION_KEYS, Item, Shard, item_seed
+from .slots import slot
 from .voices import sha256_file
 
 log = logging.getLogger("fishflow.generate")
@@ -91,13 +92,18 @@ class ShardGenerator:
         self.client = FishSpeechClient(
             info["url"], info.get("api_key"), timeout=server["request_timeout_s"]
         )
+        self.slots_dir = Path(info["workdir"]) / "slots"
         # The server answers health only between TTS requests: wait as long as one may take.
         with_retries(self.client.health, server["retries"], server["backoff_s"])
+
+    def _tts(self, payload: dict) -> bytes:
+        with slot(self.slots_dir, self.config["server"]["max_in_flight"]):
+            return self.client.tts(payload)
 
     def _request(self, item: Item, seed: int) -> tuple[bytes, int]:
         server = self.config["server"]
         return with_retries(
-            lambda: self.client.tts(tts_payload(item, seed, self.params)),
+            lambda: self._tts(tts_payload(item, seed, self.params)),
             server["retries"],
             server["backoff_s"],
             lambda n, exc: log.warning("%s: attempt %d failed, retrying: %s", item.id, n, exc),
