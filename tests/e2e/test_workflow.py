@@ -1,6 +1,7 @@
 """End-to-end: the real `snakemake` command, the real demo server, real WAVs read back."""
 
 import hashlib
+import re
 import signal
 import time
 from collections import Counter
@@ -23,6 +24,11 @@ def requested(project):
 
 
 def test_fresh_run_layout_manifests_and_nothing_left_to_do(project):
+    plan = project.run("-n")
+    assert_ok(plan)
+    assert re.search(r"generate\s+12\b", plan.stdout) and re.search(r"server\s+2\b", plan.stdout)
+    assert not project.out.exists()
+
     result = project.run()
     assert_ok(result)
     assert "fishflow plan: 2 language(s)" in result.stdout
@@ -171,3 +177,26 @@ def test_server_that_never_gets_healthy_fails_with_its_log(project):
     assert "--- last lines of" in logs and "fishflow: starting demo server" in logs
     assert project.tts_requests() == []
     assert not (project.out / "audio").exists()
+
+
+def test_permanent_failures_are_recorded_with_their_reason(project):
+    # The tone engine speaks 60 ms per character at voice-dependent rates (160-200 wpm): every
+    # row but the long one stays under 3.2 s, the long one takes more than 6 s.
+    long_text = "This deliberately long sentence runs well past the duration limit set below, " * 2
+    path = project.root / "en.jsonl"
+    write_jsonl(path, atomic.read_jsonl(path) + [{"id": "en5", "text": long_text.strip()}])
+    project.config["server"]["demo"] = {"engine": "tone"}
+    project.config["validation"]["max_duration_s"] = 5.0
+    assert_ok(project.run())
+    failed = project.manifest("failed", "en")
+    assert [(r["id"], r["voice"]) for r in failed] == [("en5", "alice"), ("en5", "bob")]
+    assert failed[0]["reason"] == "validation:too_long"
+    assert "> 5.0 s" in failed[0]["last_error"]
+    # One request per validation attempt, each with its own derived seed.
+    retries = project.config["validation"]["retries"]
+    assert failed[0]["attempts"] == retries + 1
+    seeds = {r["seed"] for r in project.tts_requests() if r["text"] == long_text.strip()}
+    assert len(seeds) == 2 * (retries + 1)
+    assert not (project.out / "audio" / "en" / "alice" / "en5.wav").exists()
+    assert len(project.manifest("metadata", "en")) == 10
+    assert project.summary()["languages"]["en"]["alice"]["failures"] == {"validation:too_long": 1}
