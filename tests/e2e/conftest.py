@@ -3,31 +3,25 @@ import pytest
 from tests.helpers import make_config
 from tests.workflow_runner import Project
 
-TEXTS = {
+SENTENCES = {
     "en": [
-        {"id": f"en{i}", "text": t}
-        for i, t in enumerate(
-            [
-                "The first sentence of the test.",
-                "A second, slightly longer sentence follows here.",
-                "Numbers like 42 and 1,024 are read aloud.",
-                "Is this a question?",
-                "The end!",
-            ]
-        )
+        "The first sentence of the test.",
+        "A second, slightly longer sentence follows here.",
+        "Numbers like 42 and 1,024 are read aloud.",
+        "Is this a question?",
+        "The end!",
     ],
     "de": [
-        {"id": f"de{i}", "text": t}
-        for i, t in enumerate(
-            [
-                "Der erste Satz des Tests.",
-                "Ein zweiter, etwas längerer Satz folgt hier.",
-                "Zahlen wie 42 werden vorgelesen.",
-                "Ist das eine Frage?",
-                "Das Ende!",
-            ]
-        )
+        "Der erste Satz des Tests.",
+        "Ein zweiter, etwas längerer Satz folgt hier.",
+        "Zahlen wie 42 werden vorgelesen.",
+        "Ist das eine Frage?",
+        "Das Ende!",
     ],
+}
+TEXTS = {
+    lang: [{"id": f"{lang}{i}", "text": text} for i, text in enumerate(sentences)]
+    for lang, sentences in SENTENCES.items()
 }
 
 
