@@ -44,7 +44,7 @@ from fishflow import espeak
 from fishflow.demo_server import PITCHES, VARIANTS
 for variant in VARIANTS:
     for pitch in PITCHES:
-        for lang, text in (("en", "Numbers like 42 are read aloud!"), ("ja", "今日は良い天気ですね。")):
+        for lang, text in (("en", "Read 42 aloud!"), ("ja", "今日は良い天気ですね。")):
             samples = espeak.synthesize(text, lang, espeak.Voice(variant, pitch, 175, 50))
             print(variant, pitch, lang, hashlib.sha256(samples.tobytes()).hexdigest())
 """
