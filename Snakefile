@@ -9,6 +9,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/server.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/merge.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:

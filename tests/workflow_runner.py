@@ -26,6 +26,7 @@ class Project:
 
     root: Path
     config: dict
+    # Extra environment for snakemake; a None value removes that variable.
     env: dict = field(default_factory=dict)
 
     @property
@@ -57,7 +58,7 @@ class Project:
         env = {**os.environ, "http_proxy": DEAD_PROXY, "HTTP_PROXY": DEAD_PROXY, **self.env}
         env.pop("NO_PROXY", None)
         env.pop("no_proxy", None)
-        return env
+        return {name: value for name, value in env.items() if value is not None}
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run snakemake to completion; kill its whole process group on timeout."""

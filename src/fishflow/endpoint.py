@@ -42,7 +42,8 @@ def wait_for_endpoint(path: Path, timeout_s: float) -> dict:
     """Wait until the server of this job publishes its endpoint; raise with its error.
 
     Endpoint files of earlier runs are removed when a run starts (the Snakefile's onstart), so a
-    file with an error is this launch's; a ready file must name a live process on this node.
+    file with an error is this launch's; a ready file (`ready_at`, set once the voices are
+    verified) must name a live process on this node.
     """
     deadline = time.monotonic() + timeout_s
     host = socket.gethostname()
@@ -53,10 +54,10 @@ def wait_for_endpoint(path: Path, timeout_s: float) -> dict:
                 f"the server failed to start: {info['error']}\n"
                 f"--- last lines of {info.get('log')} ---\n{info.get('log_tail', '')}"
             )
-        if info and info.get("host") == host and pid_alive(info.get("pid", -1)):
+        if info and "ready_at" in info and info.get("host") == host and pid_alive(info["pid"]):
             return info
         time.sleep(POLL_S)
     raise ServerError(
-        f"no server endpoint appeared at {path} within {timeout_s:.0f} s "
+        f"no ready server endpoint at {path} within {timeout_s:.0f} s "
         "(is the server rule in the same group as this job? see logs/server/)"
     )

@@ -1,9 +1,10 @@
 """Start a backend server for one group of generation jobs: `exec`ed, so SIGTERM reaches it.
 
 Run as `python -m fishflow.launch --spec JSON --endpoint FILE --log FILE` by the `server` rule.
-Before `exec`, a detached watcher process is forked. It waits for health (bounded), registers
-and verifies the voices, then publishes the endpoint file; on any failure it publishes the error
-with the tail of the server log instead, and stops the server.
+Before `exec`, it publishes the endpoint file (not yet ready) and forks a detached watcher. The
+watcher waits for health (bounded), registers and verifies the voices, then republishes the
+endpoint file as ready; on any failure it publishes the error with the tail of the server log
+instead, and stops the server.
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     print("fishflow: command: " + " ".join(shown), flush=True)
+    # Published at once, without `ready_at`: Snakemake fails consumers whose input (this service
+    # file) is still missing after --latency-wait, far shorter than a real model's start-up.
+    atomic.write_json(args.endpoint, info, PRIVATE)
     _detach(lambda: watch(spec, launch, info, args.endpoint, args.log))
     os.chdir(workdir)
     os.execvpe(launch.command[0], launch.command, {**os.environ, **launch.env})

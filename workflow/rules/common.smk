@@ -46,6 +46,7 @@ def all_targets():
         [f"{OUT}/metadata_{lang}.jsonl" for lang in languages]
         + [f"{OUT}/failed_{lang}.jsonl" for lang in languages]
         + [f"{OUT}/summary.json"]
+        + [f"{OUT}/report/{n}" for n in ("index.html", "report.json", "items.csv")]
     )
 
 

@@ -1,0 +1,51 @@
+"""Benchmark reports: per language × voice figures, plots, audio samples and provenance, as
+`report/index.html` (self-contained), `report/report.json` and `report/items.csv`.
+
+In report.json everything that changes from one run of the same config to the next (seconds,
+rates, clock times, servers) lives in `timing` objects, so two runs can be compared on the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import atomic
+from .collect import read_items, read_servers, run_window, write_items_csv
+from .provenance import provenance
+from .render import render_html
+from .stats import figures
+
+SCHEMA = "fishflow-report/1"
+
+
+def build_report(out: Path, items: list[dict], config: dict) -> dict:
+    """The report.json content of the run in `out`: its items (from the manifests), summary
+    and logs."""
+    rows, total = figures(items)
+    servers = read_servers(out / "logs" / "server")
+    started, finished = run_window(out / "logs" / "generate")
+    return {
+        "schema": SCHEMA,
+        "title": Path(config["output_dir"]).name,
+        "summary": json.loads((out / "summary.json").read_text())["total"],
+        "rows": rows,
+        "total": total,
+        "provenance": provenance(config, items, out),
+        "timing": {
+            "started_at": started,
+            "finished_at": finished,
+            # Start-up (model load, warm-up, voice registration) is paid once per server start
+            # and kept out of every throughput figure.
+            "server_startup_s": round(sum(s["startup_s"] or 0 for s in servers), 3),
+            "servers": servers,
+        },
+    }
+
+
+def write_report(out: Path, languages: list[str], config: dict, report_dir: Path) -> None:
+    items = read_items(out, languages)
+    report = build_report(out, items, config)
+    atomic.write_json(report_dir / "report.json", report)
+    write_items_csv(report_dir / "items.csv", items)
+    atomic.write_text(report_dir / "index.html", render_html(report, items, out))
