@@ -55,6 +55,17 @@ class Settings:
         self.out = Path(config["output_dir"])
 
 
+class Unstored:
+    """A shell argument Snakemake neither stores nor compares as a param (it only compares
+    builtin types), so changing it triggers no rerun."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass(frozen=True)
 class Shard:
     """Everything a generation job needs, passed to it as a Snakemake param (not compared)."""

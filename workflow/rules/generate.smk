@@ -28,6 +28,9 @@ rule validate:
         f"{OUT}/work/validated/{{lang}}/{{voice}}/{{shard}}.jsonl",
     log:
         f"{OUT}/logs/validate/{{lang}}/{{voice}}/{{shard}}.log",
+    # A failure here means an incomplete shard whose record was just removed: retrying cannot
+    # help (it would wait for the record, then stop the whole run); the next run regenerates it.
+    retries: 0
     conda:
         "../../envs/fishflow.yaml"
     params:
