@@ -6,6 +6,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/checkpoint.smk"
 include: "workflow/rules/server.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/merge.smk"
@@ -14,6 +15,7 @@ include: "workflow/rules/report.smk"
 
 localrules:
     all,
+    checkpoint,
     validate,
     merge,
     summary,

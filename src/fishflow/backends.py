@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from .checkpoints import check_files, checkpoint_files, decoder_path
 from .errors import ConfigError
 
 DEMO_LANGUAGES = frozenset({"en", "de", "fr", "ja", "zh"})
@@ -16,7 +17,6 @@ DEMO_LANGUAGES = frozenset({"en", "de", "fr", "ja", "zh"})
 S1_LANGUAGES = frozenset(
     {"en", "zh", "ja", "ko", "fr", "de", "ar", "es", "ru", "nl", "it", "pl", "pt"}
 )
-S1_CHECKPOINT_FILES = ("config.json", "model.pth", "tokenizer.tiktoken", "special_tokens.json")
 
 
 @dataclass(frozen=True)
@@ -74,60 +74,51 @@ class FishSpeechBackend:
     name = "fish-speech"
     languages = S1_LANGUAGES
 
-    @staticmethod
-    def _paths(server: dict) -> tuple[Path, Path, Path]:
-        fish = server["fish_speech"]
-        checkpoint = Path(fish["checkpoint_dir"])
-        decoder = Path(fish["decoder_checkpoint"] or checkpoint / "codec.pth")
-        return Path(fish["python"]), checkpoint, decoder
-
     def model_id(self, server: dict) -> str:
         """Checkpoint name, file sizes and numerics; sizes are a cheap stand-in for hashes,
         which the checkpoint rule records in full for provenance."""
         fish = server["fish_speech"]
-        _, checkpoint, decoder = self._paths(server)
-        files = [checkpoint / name for name in S1_CHECKPOINT_FILES] + [decoder]
+        files = checkpoint_files(fish).values()
         sizes = hashlib.sha256(repr([(f.name, _size(f)) for f in files]).encode()).hexdigest()
         precision = "fp16" if fish["half"] else "bf16"
         compiled = "compile" if fish["compile"] else "eager"
-        return f"fish-speech/{checkpoint.name}/{sizes[:12]}/{fish['device']}/{precision}/{compiled}"
+        name = Path(fish["checkpoint_dir"]).name
+        return f"fish-speech/{name}/{sizes[:12]}/{fish['device']}/{precision}/{compiled}"
 
     def preflight(self, server: dict) -> None:
         """Fail at planning time, before any GPU time, on a missing environment or checkpoint."""
-        python, checkpoint, decoder = self._paths(server)
+        fish = server["fish_speech"]
+        python, checkpoint = Path(fish["python"]), Path(fish["checkpoint_dir"])
         if not (python.is_file() and os.access(python, os.X_OK)):
             raise ConfigError(
                 f"config key server.fish_speech.python: {python} is not an executable Python "
                 "(create the server environment first: see envs/README.md)"
             )
         if not checkpoint.is_dir():
+            if fish["download"]:
+                return  # the checkpoint rule downloads it before any server starts
             raise ConfigError(
-                f"config key server.fish_speech.checkpoint_dir: {checkpoint} is not a directory"
+                f"config key server.fish_speech.checkpoint_dir: {checkpoint} is not a directory "
+                "(download it, see envs/README.md, or set server.fish_speech.download: true)"
             )
-        missing = [
-            str(checkpoint / n) for n in S1_CHECKPOINT_FILES if not (checkpoint / n).is_file()
-        ]
-        if not decoder.is_file():
-            missing.append(str(decoder))
-        if missing:
-            raise ConfigError(f"checkpoint files missing: {', '.join(missing)}")
+        check_files(fish)
 
     def launch(self, server: dict, port: int, workdir: Path, api_key: str | None) -> Launch:
         fish = server["fish_speech"]
-        python, checkpoint, decoder = self._paths(server)
         command = [
             # -P: a tools/ or fish_speech/ folder in the working directory must not shadow the
-            # installed server (a git checkout is put on PYTHONPATH instead).
-            str(python),
+            # installed server (a git checkout is put on PYTHONPATH instead). absolute(), not
+            # resolve(): the server starts in its workdir, and a venv's python is a symlink.
+            str(Path(fish["python"]).absolute()),
             "-P",
             "-m",
             "tools.api_server",
             "--listen",
             f"127.0.0.1:{port}",
             "--llama-checkpoint-path",
-            str(checkpoint.resolve()),
+            str(Path(fish["checkpoint_dir"]).resolve()),
             "--decoder-checkpoint-path",
-            str(decoder.resolve()),
+            str(decoder_path(fish).resolve()),
             "--decoder-config-name",
             fish["decoder_config_name"],
             "--device",

@@ -10,6 +10,7 @@ instead, and stops the server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -28,6 +29,8 @@ from .registration import register_voices
 
 LOOPBACK = "127.0.0.1"
 PRIVATE = 0o600  # the endpoint file holds the server's API key
+STOP_GRACE_S = 5  # for a server that failed to start: it has nothing to save
+FATAL_SETTLE_S = 1.0
 
 
 def free_loopback_port() -> int:
@@ -52,6 +55,7 @@ def wait_healthy(client: FishSpeechClient, pid: int, launch: Launch, log: Path, 
             raise FishflowError("the server process exited during start-up")
         mark = _fatal_line(log, launch.fatal_marks)
         if mark:
+            time.sleep(FATAL_SETTLE_S)  # the log tail shown to users must hold the whole traceback
             raise FishflowError(f"the server failed while loading (its log shows {mark!r})")
         try:
             client.health(timeout=5)
@@ -64,6 +68,19 @@ def wait_healthy(client: FishSpeechClient, pid: int, launch: Launch, log: Path, 
         f"the server did not answer /v1/health within {timeout_s:.0f} s "
         "(server.startup_timeout_s; model load, warm-up and --compile all count)"
     )
+
+
+def stop(pid: int) -> None:
+    """SIGTERM, then SIGKILL: fish-speech stuck in start-up (its model loader thread died)
+    ignores SIGTERM and SIGINT, and would keep its Snakemake group job alive forever."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not pid_alive(pid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def watch(spec: dict, launch: Launch, info: dict, endpoint: Path, log: Path) -> None:
@@ -89,8 +106,7 @@ def watch(spec: dict, launch: Launch, info: dict, endpoint: Path, log: Path) -> 
         print(f"fishflow: server start failed: {info['error']}", flush=True)
         info["log_tail"] = log_tail(log)
         atomic.write_json(endpoint, info, PRIVATE)
-        if pid_alive(info["pid"]):
-            os.kill(info["pid"], signal.SIGTERM)
+        stop(info["pid"])
         return
     atomic.write_json(endpoint, info, PRIVATE)
 
@@ -124,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     workdir = (Path(spec["servers_dir"]) / name).resolve()
     workdir.mkdir(parents=True)
     port = free_loopback_port()
-    api_key = secrets.token_urlsafe(24) if server["api_key"] == "auto" else None
+    # Hex: a URL-safe token may start with "-" and be taken for an option by the server.
+    api_key = secrets.token_hex(24) if server["api_key"] == "auto" else None
     launch = get_backend(server).launch(server, port, workdir, api_key)
     info = {
         "host": socket.gethostname(),

@@ -7,9 +7,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 from fishflow import layout
+from fishflow.checkpoints import checkpoint_files
 from fishflow.config import validate_config
 from fishflow.errors import FishflowError
-from fishflow.plan import Plan, Settings
+from fishflow.plan import Plan, Settings, Unstored
 from fishflow.progress import summary_text
 from fishflow.slurm import check_resources_expanded
 
@@ -27,6 +28,7 @@ except FishflowError as exc:
 OUT = config["output_dir"]
 SETTINGS = Settings(config)
 SERVERS = f"{OUT}/work/servers"
+FISH_SPEECH = config["server"]["fish_speech"]
 
 
 wildcard_constraints:
@@ -57,14 +59,34 @@ def endpoint_file(wildcards):
     return f"{SERVERS}/{batch}.endpoint.json"
 
 
+def checkpoint_paths():
+    return {name: str(path) for name, path in checkpoint_files(FISH_SPEECH).items()}
+
+
+def checkpoint_inputs(wildcards):
+    return [path for path in checkpoint_paths().values() if Path(path).is_file()]
+
+
+def checkpoint_provenance(wildcards):
+    """fish-speech servers start after the checkpoint rule. ancient: a rerun of that rule (say,
+    after the provenance file was deleted) must not restart servers and their shards."""
+    if config["server"]["backend"] != "fish-speech":
+        return []
+    return [ancient(f"{OUT}/provenance/checkpoint.json")]
+
+
 def server_spec(wildcards):
+    """Unstored: server settings (timeouts, flags, fault injection) must not resubmit batches;
+    what changes audio is in the shards' fingerprints."""
     voices = [
         {"id": v.id, "audio": str(v.audio), "text": v.text, "sha256": v.sha256}
         for v in PLAN.voices.values()
     ]
-    return json.dumps(
-        {"server": config["server"], "voices": voices, "servers_dir": SERVERS},
-        sort_keys=True,
+    return Unstored(
+        json.dumps(
+            {"server": config["server"], "voices": voices, "servers_dir": SERVERS},
+            sort_keys=True,
+        )
     )
 
 

@@ -4,6 +4,8 @@
 # in a service group all jobs start together, so a separate registration job could not be
 # ordered before generation.
 rule server:
+    input:
+        checkpoint_provenance,
     output:
         service(f"{SERVERS}/{{batch}}.endpoint.json"),
     log:
