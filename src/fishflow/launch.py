@@ -105,10 +105,9 @@ def watch(spec: dict, launch: Launch, info: dict, endpoint: Path, log: Path) -> 
         )
         print(f"fishflow: server start failed: {info['error']}", flush=True)
         info["log_tail"] = log_tail(log)
-        atomic.write_json(endpoint, info, PRIVATE)
-        stop(info["pid"])
-        return
     atomic.write_json(endpoint, info, PRIVATE)
+    if "error" in info:
+        stop(info["pid"])
 
 
 def _detach(fn) -> None:

@@ -11,9 +11,8 @@ def todo_by_shard(plan: Plan) -> dict[tuple[str, str, str], int]:
     todo = {}
     for lang, voice, name in plan.shard_keys():
         journal = plan.out / layout.progress_relpath(lang, voice, name)
-        shard_size = len(plan.shard_rows(lang, voice, name))
         if not journal.exists():
-            todo[(lang, voice, name)] = shard_size
+            todo[(lang, voice, name)] = len(plan.shard_rows(lang, voice, name))
             continue
         spoken = {
             r["id"]: r["fingerprint"] for r in atomic.read_jsonl(journal) if r["status"] == "ok"

@@ -43,10 +43,9 @@ if workflow.is_main_process:
 
 
 def all_targets():
-    languages = sorted(PLAN.rows)
     return (
-        [f"{OUT}/metadata_{lang}.jsonl" for lang in languages]
-        + [f"{OUT}/failed_{lang}.jsonl" for lang in languages]
+        language_manifests("metadata")
+        + language_manifests("failed")
         + [f"{OUT}/summary.json"]
         + [f"{OUT}/report/{n}" for n in ("index.html", "report.json", "items.csv")]
     )
