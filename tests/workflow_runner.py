@@ -89,9 +89,10 @@ class Project:
     # -- what the run left behind ---------------------------------------------------------------
 
     def tts_requests(self) -> list[dict]:
-        """Every /v1/tts request any demo server of this project answered, from its request log."""
+        """Every /v1/tts request any demo server replica of this project answered (request logs
+        in work/servers/<batch>-<host>-<pid>/<replica>/)."""
         requests = []
-        for log in sorted((self.out / "work" / "servers").glob("*/requests.jsonl")):
+        for log in sorted((self.out / "work" / "servers").glob("*/*/requests.jsonl")):
             requests += [r for r in atomic.read_jsonl(log) if r["path"] == "/v1/tts"]
         return requests
 

@@ -31,7 +31,8 @@ def log_tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.rstrip("\n").split("\n")[-lines:])
 
 
-def _read(path: Path) -> dict | None:
+def read_endpoint(path: Path) -> dict | None:
+    """The endpoint file's content, or None while it is missing or being replaced."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -42,19 +43,24 @@ def wait_for_endpoint(path: Path, timeout_s: float) -> dict:
     """Wait until the server of this job publishes its endpoint; raise with its error.
 
     Endpoint files of earlier runs are removed when a run starts (the Snakefile's onstart), so a
-    file with an error is this launch's; a ready file (`ready_at`, set once the voices are
-    verified) must name a live process on this node.
+    file with an error is this launch's; a ready file (`ready_at`, set once a replica has its
+    voices verified) must name a live launcher on this node.
     """
     deadline = time.monotonic() + timeout_s
     host = socket.gethostname()
     while time.monotonic() < deadline:
-        info = _read(path)
+        info = read_endpoint(path)
         if info and "error" in info:
             raise ServerError(
                 f"the server failed to start: {info['error']}\n"
                 f"--- last lines of {info.get('log')} ---\n{info.get('log_tail', '')}"
             )
-        if info and "ready_at" in info and info.get("host") == host and pid_alive(info["pid"]):
+        if info and info.get("host") == host and not pid_alive(info["pid"]):
+            raise ServerError(
+                f"the server launcher (pid {info['pid']}) exited without a ready server; see "
+                f"{info.get('log')}"
+            )
+        if info and "ready_at" in info and info.get("host") == host:
             return info
         time.sleep(POLL_S)
     raise ServerError(

@@ -1,26 +1,31 @@
 """Generate one shard: resume from the journal, call /v1/tts, validate, write atomically.
 
-Every finished item (spoken or permanently failed) is appended to the shard's journal, fsynced,
-right after its WAV is renamed into place, so a kill at any instant loses at most the item in
-flight. An item is skipped only when its journal record carries the same fingerprint and its WAV
-on disk still has the recorded hash.
+Items go to the job's server replicas concurrently (as many in flight as the replicas have
+slots), so checking, writing and hashing one item overlap with generating the next. Every
+finished item (spoken or permanently failed) is appended to the shard's journal, fsynced, right
+after its WAV is renamed into place, so a kill at any instant loses at most the items in flight.
+An item is skipped only when its journal record carries the same fingerprint and its WAV on disk
+still has the recorded hash. On SIGTERM no new request is sent; those in flight are finished.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import signal
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from . import atomic, layout
 from .audio import check_wav
 from .backends import get_backend
-from .client import FishSpeechClient, with_retries
+from .client import with_retries
+from .dispatch import ReplicaPool
 from .endpoint import wait_for_endpoint
-from .errors import FishflowError, PermanentError, ServerError
+from .errors import FishflowError, PermanentError, ServerError, TransientError
 from .plan import GENERATION_KEYS, Item, Shard, item_seed
-from .slots import slot
 from .voices import sha256_file
 
 log = logging.getLogger("fishflow.generate")
@@ -69,36 +74,37 @@ class ShardGenerator:
             for item in shard.items
             if not is_done(self.previous.get(item.id), item, self.out)
         }
-        self.client: FishSpeechClient | None = None
+        self.stopping = threading.Event()
+        self.pool: ReplicaPool | None = None
 
     def connect(self, endpoint: Path) -> None:
-        """Wait for this job's server and check it holds the planned voice."""
+        """Wait for this job's servers and check they hold the planned voice."""
         server = self.config["server"]
         info = wait_for_endpoint(endpoint, server["startup_timeout_s"] + ENDPOINT_GRACE_S)
         log.info(
-            "using server %s on %s (pid %s, Slurm job %s)",
-            info["url"],
+            "using servers on %s (launcher pid %s, Slurm job %s): %d replica(s), %s ready",
             info["host"],
             info["pid"],
             info.get("slurm_job_id"),
+            len(info["replicas"]),
+            ", ".join(r["url"] for r in info["replicas"] if r["state"] == "ready"),
         )
         served = info.get("voices", {}).get(self.shard.voice)
         if served != self.shard.voice_sha256:
             raise ServerError(
-                f"voice {self.shard.voice!r} is not verified on the server at {info['url']} "
+                f"voice {self.shard.voice!r} is not verified on the servers on {info['host']} "
                 f"(server: {served}, plan: {self.shard.voice_sha256}); refusing to generate in "
                 "a default voice"
             )
-        self.client = FishSpeechClient(
-            info["url"], info.get("api_key"), timeout=server["request_timeout_s"]
-        )
-        self.slots_dir = Path(info["workdir"]) / "slots"
-        # The server answers health only between TTS requests: wait as long as one may take.
-        with_retries(self.client.health, server["retries"], server["backoff_s"])
+        self.pool = ReplicaPool(endpoint, info, server, self.stopping)
 
     def _tts(self, payload: dict) -> bytes:
-        with slot(self.slots_dir, self.config["server"]["max_in_flight"]):
-            return self.client.tts(payload)
+        with self.pool.slot() as client:
+            try:
+                return client.tts(payload)
+            except TransientError:
+                self.pool.refresh()  # its replica may have died: the retry goes elsewhere
+                raise
 
     def _request(self, item: Item, seed: int) -> tuple[bytes, int]:
         server = self.config["server"]
@@ -166,6 +172,9 @@ class ShardGenerator:
     def run(self) -> list[dict]:
         """Generate what is missing; return one record per item, in shard order."""
         total = len(self.shard.items)
+        records = {
+            item.id: self.previous[item.id] for item in self.shard.items if item.id not in self.todo
+        }
         log.info(
             "shard %s/%s/%s: %d items, %d already done, %d to generate",
             self.shard.lang,
@@ -175,17 +184,43 @@ class ShardGenerator:
             total - len(self.todo),
             len(self.todo),
         )
-        records = []
-        for number, item in enumerate(self.shard.items, start=1):
-            if item.id not in self.todo:
-                records.append(self.previous[item.id])
-                continue
-            record = self.speak(item)
-            self.journal.append(record)
-            records.append(record)
-            outcome = record.get("reason") or f"{record['duration_s']} s audio"
-            log.info("[%d/%d] %s %s (%s)", number, total, item.id, record["status"], outcome)
-        return records
+        pending = iter(item for item in self.shard.items if item.id in self.todo)
+        running, error = {}, None
+        width = self.pool.width if self.pool else 1
+        with ThreadPoolExecutor(width, "tts") as executor:
+            while True:
+                # A bounded window: on SIGTERM or an error, only what is in flight remains.
+                while len(running) < width and not self.stopping.is_set():
+                    item = next(pending, None)
+                    if item is None:
+                        break
+                    running[executor.submit(self.speak, item)] = item
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item = running.pop(future)
+                    try:
+                        record = future.result()
+                    except FishflowError as exc:
+                        error = error or exc
+                        self.stopping.set()
+                        continue
+                    self.journal.append(record)
+                    records[item.id] = record
+                    outcome = record.get("reason") or f"{record['duration_s']} s audio"
+                    log.info(
+                        "[%d/%d] %s %s (%s)",
+                        len(records),
+                        total,
+                        item.id,
+                        record["status"],
+                        outcome,
+                    )
+        if len(records) < total:
+            reason = error or "the job was stopped (SIGTERM)"
+            raise FishflowError(f"{reason} ({total - len(records)} of {total} items not generated)")
+        return [records[item.id] for item in self.shard.items]
 
 
 def generate_shard(shard: Shard, out: Path, config: dict, endpoint: Path, output: Path) -> None:
@@ -196,6 +231,7 @@ def generate_shard(shard: Shard, out: Path, config: dict, endpoint: Path, output
     instead; the `validate` rule then fails for that shard alone.
     """
     generator = ShardGenerator(shard, out, config)
+    signal.signal(signal.SIGTERM, lambda *_: generator.stopping.set())
     try:
         if generator.todo:
             generator.connect(endpoint)

@@ -1,4 +1,4 @@
-"""A counting semaphore over lock files: at most N requests in flight per server.
+"""A counting semaphore over lock files: at most N requests in flight per server replica.
 
 The server decodes one request at a time and answers the rest in arrival order, so without a
 bound a request of one shard waits behind those of every other shard in the job, and its timeout
@@ -9,31 +9,25 @@ the kernel.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
-POLL_S = 0.01
 
-
-@contextmanager
-def slot(directory: Path, slots: int):
-    """Hold one of `slots` lock files in `directory` for the duration of the block."""
+def try_acquire(directory: Path, index: int) -> int | None:
+    """The descriptor of a lock now held on slot `index` in `directory`, or None if it is taken."""
     Path(directory).mkdir(parents=True, exist_ok=True)
-    while True:
-        for index in range(slots):
-            fd = os.open(Path(directory) / f"slot-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            try:
-                yield index
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-            return
-        time.sleep(POLL_S)
+    fd = os.open(Path(directory) / f"slot-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def release(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)

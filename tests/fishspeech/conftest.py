@@ -1,30 +1,18 @@
 """The REAL fish-speech 0.1.0 server (CPU, tiny random checkpoints) driven through the workflow.
 
-The server's venv is built once and cached under .cache/ (tests/tooling/fish_speech_env.py); the
-tiny checkpoints are cached beside it, keyed by what shapes them, so a session with both cached
-starts its first workflow at once.
+The server's venv and the tiny checkpoints are built once and cached under .cache/
+(tests/tooling/fish_speech_env.py), so a session with both cached starts its first workflow at once.
 """
 
-import hashlib
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import make_config
-from tests.tooling.fish_speech_env import (
-    CACHE_DIR,
-    CODEC_CONFIG_NAME,
-    TINY_CHECKPOINTS_SCRIPT,
-    build_tiny_checkpoints,
-    ensure_env,
-    recipe_hash,
-)
+from tests.tooling.fish_speech_env import CODEC_CONFIG_NAME, cached_tiny_checkpoints, ensure_env
 from tests.workflow_runner import Project
 
-CHECKPOINT_CACHE = CACHE_DIR / "tiny-checkpoints"
 MAX_NEW_TOKENS = 24
 # The tiny model never samples its end token: every item is (max_new_tokens - 1) codec frames of
 # 2048 samples at 44.1 kHz, whatever the text (noise-like audio from random weights).
@@ -40,22 +28,6 @@ TEXTS = {
 class FishSpeech:
     python: Path
     checkpoint_dir: Path
-
-
-def cached_tiny_checkpoints() -> Path:
-    """Build the tiny checkpoints once per recipe and generator script (about 10 s saved)."""
-    key = hashlib.sha256(recipe_hash().encode() + TINY_CHECKPOINTS_SCRIPT.read_bytes())
-    folder = CHECKPOINT_CACHE / key.hexdigest()[:16]
-    if folder.is_dir():
-        return folder
-    CHECKPOINT_CACHE.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(dir=CHECKPOINT_CACHE, prefix=".partial-"))
-    build_tiny_checkpoints(partial)
-    try:
-        partial.rename(folder)  # complete or absent, never half-written
-    except OSError:  # a concurrent session renamed its identical copy first
-        shutil.rmtree(partial)
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,19 @@ def running(pid: int) -> bool:
         return False
 
 
+def processes_in(folder: Path) -> list[int]:
+    """Live processes whose working directory is inside `folder`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and running(int(proc.name)):
+                if (proc / "cwd").resolve().is_relative_to(folder.resolve()):
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 @pytest.fixture(scope="module")
 def first_run(fish_speech, tmp_path_factory) -> Project:
     project = fish_project(tmp_path_factory.mktemp("real-server"), fish_speech)
@@ -79,12 +92,12 @@ def test_full_run_through_the_real_server(first_run, fish_speech):
 
     # 0.1.0 has no /v1/references/*: the voices went into the server's working directory.
     server_log = logs(project, "server")
-    ready = r"fishflow: server ready at .* 2 voice\(s\) verified \(folder registry\)"
+    ready = r"fishflow: \[r0\] server ready at .* 2 voice\(s\) verified \(folder registry\)"
     assert re.search(ready, server_log)
     assert "Finished server process" in server_log  # stopped cleanly when its shards were done
     (workdir,) = server_workdirs(project)
     for voice, spec in project.config["voices"].items():
-        folder = workdir / "references" / voice
+        folder = workdir / "r0" / "references" / voice
         assert sha(folder / f"{voice}.wav") == sha(Path(spec["audio"]))
         assert (folder / f"{voice}.lab").read_text() == spec["text"]
 
@@ -184,4 +197,5 @@ def test_a_server_that_dies_while_starting_fails_the_run_fast(case, fish_speech,
         assert "--- last lines of" in text
     assert not (project.out / "audio").exists()
     (workdir,) = server_workdirs(project)
-    assert not running(int(workdir.name.rsplit("-", 1)[1]))  # the launcher's pid, then the server's
+    assert not running(int(workdir.name.rsplit("-", 1)[1]))  # the launcher's pid
+    assert not processes_in(workdir)  # nor any server replica

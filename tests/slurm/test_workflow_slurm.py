@@ -9,17 +9,22 @@ import time
 from collections import Counter
 
 import pytest
+import yaml
 
 from fishflow import atomic
 from fishflow.plan import Plan
 from tests.e2e.conftest import TEXTS
+from tests.e2e.test_replicas import requests_per_replica
 from tests.workflow_runner import Project, assert_ok, kill_group
 
 pytestmark = pytest.mark.slurm
 
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+)")
-STARTING = re.compile(r"fishflow: starting \w+ server on (\S+):\d+ .*\(Slurm job (\d+), CUDA")
-USING = re.compile(r"using server \S+ on (\S+) \(pid (\d+), Slurm job (\d+)\)")
+STARTING = re.compile(
+    r"fishflow: \[r0\] starting \w+ server on (\S+):\d+ .*\(Slurm job (\d+), CUDA"
+)
+PINNED = re.compile(r"\[(r\d)\] starting .*\(Slurm job (\d+), CUDA_VISIBLE_DEVICES=(\w+)\)")
+USING = re.compile(r"using servers on (\S+) \(launcher pid (\d+), Slurm job (\d+)\)")
 # 2 languages x 2 voices x 2 shards: one batch (Slurm job) per language, both running at once on
 # the two fake GPUs. Small: each process a job starts costs seconds on the 2-core test node.
 TEXTS4 = {lang: rows[:4] for lang, rows in TEXTS.items()}
@@ -101,6 +106,34 @@ def test_batches_run_as_gpu_jobs_with_their_server_and_match_a_local_run(
         for kind in ("metadata", "failed"):
             assert untimed(project.manifest(kind, lang)) == untimed(local.manifest(kind, lang))
     assert project.summary() == local.summary()
+
+
+def test_a_job_given_two_gpus_runs_a_pinned_replica_on_each_with_the_audio_of_one(
+    slurm_project, slurm_profile, tmp_path
+):
+    project = slurm_project(TEXTS4, shard_size=2, shards_per_job=8)  # one batch, one job
+    profile = yaml.safe_load((slurm_profile / "config.yaml").read_text())
+    profile["set-resources"]["server"]["gpu"] = 2
+    project.profile = tmp_path / "two-gpus"
+    project.profile.mkdir()
+    (project.profile / "config.yaml").write_text(yaml.safe_dump(profile))
+    result = project.run(timeout=240)
+    assert_ok(result)
+    [job] = submitted(result)
+    assert "gres/gpu=2" in project.slurm_jobs()[job]["AllocTRES"].split(",")
+
+    [log] = (project.out / "logs/server").glob("*.log")
+    pinned = PINNED.findall(log.read_text())
+    assert sorted(pinned) == [("r0", job, "0"), ("r1", job, "1")], log.read_text()
+    assert set(requests_per_replica(project)) == {"r0", "r1"}
+    assert set(requested(project).values()) == {1} and len(requested(project)) == 16
+
+    local = Project(
+        tmp_path / "local", {**project.config, "output_dir": str(tmp_path / "local/out")}
+    )
+    local.root.mkdir()
+    assert_ok(local.run())
+    assert digests(project) == digests(local) and len(digests(local)) == 16
 
 
 def test_cancelled_job_resumes_without_redoing_finished_items(slurm_project):

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -39,6 +40,7 @@ ENV_DIR = CACHE_DIR / "venv"
 SITE_PACKAGES = ENV_DIR / "lib" / "python{}.{}".format(*sys.version_info[:2]) / "site-packages"
 STAMP = ENV_DIR / "fishflow-recipe.sha256"
 BUILD_LOG = CACHE_DIR / "build.log"
+CHECKPOINT_CACHE = CACHE_DIR / "tiny-checkpoints"
 CODEC_CONFIG_NAME = "fishflow_tiny_codec"
 
 # pip steps, in order. torch comes first and alone so a missing CPU wheel fails fast and clearly;
@@ -182,6 +184,22 @@ def build_tiny_checkpoints(dest: Path) -> dict[str, str]:
         "decoder_checkpoint_path": str(dest / "codec.pth"),
         "decoder_config_name": CODEC_CONFIG_NAME,
     }
+
+
+def cached_tiny_checkpoints() -> Path:
+    """Build the tiny checkpoints once per recipe and generator script (about 10 s saved)."""
+    key = hashlib.sha256(recipe_hash().encode() + TINY_CHECKPOINTS_SCRIPT.read_bytes())
+    folder = CHECKPOINT_CACHE / key.hexdigest()[:16]
+    if folder.is_dir():
+        return folder
+    CHECKPOINT_CACHE.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=CHECKPOINT_CACHE, prefix=".partial-"))
+    build_tiny_checkpoints(partial)
+    try:
+        partial.rename(folder)  # complete or absent, never half-written
+    except OSError:  # a concurrent session renamed its identical copy first
+        shutil.rmtree(partial)
+    return folder
 
 
 def launch_command(

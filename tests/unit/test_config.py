@@ -16,7 +16,7 @@ def minimal():
 
 def test_defaults_are_filled_in():
     config = validate_config(minimal())
-    assert config["shard_size"] == 100
+    assert config["shard_size"] == 500
     assert config["voice_assignment"] == "all"
     assert config["generation"]["max_new_tokens"] == 1024
     assert config["server"]["backend"] == "demo"

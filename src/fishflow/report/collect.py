@@ -26,8 +26,10 @@ ITEM_FIELDS = (
     "text",
 )
 # Lines written by fishflow.launch into logs/server/<batch>.log.
-_STARTING = re.compile(r"fishflow: starting (\S+) server on (\S+?):\d+ .*\(Slurm job (\S+?),")
-_READY = re.compile(r"fishflow: server ready at \S+ after ([0-9.]+) s")
+_STARTING = re.compile(
+    r"fishflow: \[(r\d+)\] starting (\S+) server on (\S+?):\d+ .*\(Slurm job (\S+?),"
+)
+_READY = re.compile(r"fishflow: \[(r\d+)\] server ready at \S+ after ([0-9.]+) s")
 # rulekit's log format starts every line with "%(asctime)s".
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ ", re.MULTILINE)
 
@@ -46,23 +48,25 @@ def read_items(out: Path, languages: list[str]) -> list[dict]:
 
 
 def read_servers(log_dir: Path) -> list[dict]:
-    """One entry per server start found in the server logs (a rerun appends to a batch's log)."""
+    """One entry per server (replica) start in the launchers' logs; a rerun appends to a batch's
+    log, and replicas start side by side, so a ready line belongs to its replica's last start."""
     servers = []
     for log in sorted(log_dir.glob("*.log")):
+        latest = {}
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
             if match := _STARTING.search(line):
-                backend, host, job = match.groups()
-                servers.append(
-                    {
-                        "batch": log.stem,
-                        "backend": backend,
-                        "host": host,
-                        "slurm_job_id": None if job == "None" else job,
-                        "startup_s": None,
-                    }
-                )
-            elif (match := _READY.search(line)) and servers:
-                servers[-1]["startup_s"] = float(match.group(1))
+                replica, backend, host, job = match.groups()
+                latest[replica] = {
+                    "batch": log.stem,
+                    "replica": replica,
+                    "backend": backend,
+                    "host": host,
+                    "slurm_job_id": None if job == "None" else job,
+                    "startup_s": None,
+                }
+                servers.append(latest[replica])
+            elif (match := _READY.search(line)) and match.group(1) in latest:
+                latest[match.group(1)]["startup_s"] = float(match.group(2))
     return servers
 
 

@@ -77,9 +77,12 @@ def _plain(value) -> str:
 
 
 def servers_table(servers: list[dict]) -> str:
-    head = "".join(f'<th class="l">{h}</th>' for h in ("batch", "backend", "host", "Slurm job"))
+    head = "".join(
+        f'<th class="l">{h}</th>' for h in ("batch", "replica", "backend", "host", "Slurm job")
+    )
     body = "".join(
-        f'<tr><td class="l">{escape(s["batch"])}</td><td class="l">{escape(s["backend"])}</td>'
+        f'<tr><td class="l">{escape(s["batch"])}</td><td class="l">{escape(s["replica"])}</td>'
+        f'<td class="l">{escape(s["backend"])}</td>'
         f'<td class="l">{escape(s["host"])}</td><td class="l">{escape(str(s["slurm_job_id"]))}</td>'
         f"{_cell(s['startup_s'])}</tr>"
         for s in servers
