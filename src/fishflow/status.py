@@ -1,0 +1,110 @@
+"""`fishflow status <out>`: the controller job and the work done, from the files and Slurm."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from . import atomic, layout, run_state, slurm_jobs
+from .config import validate_config
+from .errors import ConfigError, FishflowError
+from .plan import Plan
+from .progress import todo_by_shard
+
+
+def merged_config(configfiles: list[str]) -> dict:
+    """The config Snakemake builds from these files: each later file merged into the first."""
+    config: dict = {}
+    for path in configfiles:
+        try:
+            _merge(config, yaml.safe_load(Path(path).read_text()) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    return validate_config(config)
+
+
+def _merge(into: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def configfiles(command: list[str]) -> list[str]:
+    """The values of `--configfile` in a snakemake command line."""
+    files, taking = [], False
+    for arg in command:
+        if arg.startswith("-"):
+            taking = arg == "--configfile"
+        elif taking:
+            files.append(arg)
+    return files
+
+
+def progress_rows(plan: Plan) -> list[tuple]:
+    """Per language and voice: items spoken, failed and planned; shards validated and planned."""
+    todo = todo_by_shard(plan)
+    rows = []
+    for lang in sorted(plan.rows):
+        for voice in sorted(plan.voices):
+            keys = [k for k in todo if k[:2] == (lang, voice)]
+            if not keys:
+                continue
+            total = sum(len(plan.shard_rows(*k)) for k in keys)
+            validated = sum(
+                (plan.out / "work/validated" / lang / voice / f"{k[2]}.jsonl").exists()
+                for k in keys
+            )
+            failed = sum(_failed_items(plan.out / layout.progress_relpath(*k)) for k in keys)
+            done = total - sum(todo[k] for k in keys)
+            rows.append((lang, voice, f"{done}/{total}", failed, f"{validated}/{len(keys)}"))
+    return rows
+
+
+def _failed_items(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    last = {r["id"]: r["status"] for r in atomic.read_jsonl(journal)}
+    return sum(status == "failed" for status in last.values())
+
+
+def table(header: tuple, rows: list[tuple]) -> str:
+    cells = [tuple(map(str, row)) for row in (header, *rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def status_text(out: Path) -> str:
+    out = Path(out).resolve()
+    state = run_state.load(out)
+    if not state or "job_id" not in state:
+        raise FishflowError(
+            f"{run_state.state_path(out)}: no controller record (start the run with "
+            "`fishflow submit`)"
+        )
+    job = state["job_id"]
+    runs, _ = run_state.submitted(Path(state["log"]))
+    queue = Counter(slurm_jobs.queued(names=runs).values())
+    attempts = state.get("attempt", 0)
+    lines = [
+        f"controller: Slurm job {job} ({slurm_jobs.state(job) or 'unknown to Slurm'}); "
+        f"fishflow: {state['status']}" + (f" ({state['reason']})" if state.get("reason") else ""),
+        f"  attempts: {attempts}, requeues: {max(attempts - 1, 0)} of at most "
+        f"{state['max_requeues']}",
+        f"  log: {state['log']}",
+        f"  Slurm log: {state['submitit_log']}",
+        "generation jobs in the queue: "
+        + (", ".join(f"{n} {s.lower()}" for s, n in sorted(queue.items())) or "none"),
+    ]
+    # Relative paths in the config are relative to where the controller runs snakemake.
+    with contextlib.chdir(state["cwd"]):
+        plan = Plan(merged_config(configfiles(state["command"])))
+    header = ("lang", "voice", "items done", "items failed", "shards validated")
+    lines += ["", table(header, progress_rows(plan))]
+    return "\n".join(lines)
