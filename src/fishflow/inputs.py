@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 from .errors import InputError
 
 MAX_ID_LENGTH = 200  # leaves room for ".wav" and temp suffixes under the usual 255-byte limit
+# Ids that pass every check of `_id_problem` (most do): one regex instead of a scan per character.
+_PLAIN_ID = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9_.-]{{0,{MAX_ID_LENGTH - 1}}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,8 @@ class Row:
 
 def _id_problem(item_id: str) -> str | None:
     """Why `item_id` cannot be a file name, or None when it is safe."""
+    if _PLAIN_ID.fullmatch(item_id) and ".." not in item_id:
+        return None
     if not item_id:
         return "is empty"
     if len(item_id) > MAX_ID_LENGTH:

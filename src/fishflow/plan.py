@@ -1,13 +1,14 @@
 """The plan: which item is spoken in which voice, grouped into shards, with fingerprints.
 
 A shard (language x voice x index) is one Snakemake target. Items are materialised lazily per
-shard so that planning a million rows stays cheap.
+shard, and only when a job reads them, so that planning a million rows stays cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,66 @@ class Unstored:
         return self.text
 
 
+@dataclass(frozen=True, slots=True)
+class ItemMaker:
+    """Makes the items of one language x voice. An item's fingerprint is
+    `_digest(common, id, text)`, with the JSON of the common part encoded once: JSON joins list
+    elements with ", ", so the bytes hashed are the same."""
+
+    lang: str
+    voice: str
+    base_seed: int
+    head: str  # "[" + JSON of the common part + ", "
+
+    def fingerprint(self, item_id: str, text: str) -> str:
+        body = f"{self.head}{_json(item_id)}, {_json(text)}]"
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def item(self, item_id: str, text: str) -> Item:
+        return Item(
+            lang=self.lang,
+            voice=self.voice,
+            id=item_id,
+            text=text,
+            seed=item_seed(self.base_seed, self.lang, self.voice, item_id),
+            fingerprint=self.fingerprint(item_id, text),
+        )
+
+
+class ShardItems(Sequence):
+    """A shard's items, made on first use: Snakemake evaluates every job's params while it
+    builds the DAG, but only the job that speaks the shard reads them."""
+
+    __slots__ = ("_maker", "_rows", "_items")
+
+    def __init__(self, maker: ItemMaker, rows: tuple[tuple[str, str], ...]):
+        self._maker, self._rows, self._items = maker, rows, None
+
+    def _all(self) -> tuple[Item, ...]:
+        if self._items is None:
+            self._items = tuple(self._maker.item(item_id, text) for item_id, text in self._rows)
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __reduce__(self):
+        # The job receives the recipe, not the items: a smaller pickle in its script preamble.
+        return (ShardItems, (self._maker, self._rows))
+
+
 @dataclass(frozen=True)
 class Shard:
     """Everything a generation job needs, passed to it as a Snakemake param (not compared)."""
@@ -73,7 +134,7 @@ class Shard:
     lang: str
     voice: str
     name: str
-    items: tuple[Item, ...]
+    items: Sequence[Item]
     voice_sha256: str
 
 
@@ -83,8 +144,12 @@ def item_seed(base_seed: int, lang: str, voice: str, item_id: str, attempt: int 
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "big") & 0x7FFFFFFF
 
 
+# json.dumps(value, ensure_ascii=False), without building an encoder on every call.
+_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _digest(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(_json(parts).encode()).hexdigest()
 
 
 class Plan:
@@ -187,15 +252,12 @@ class Plan:
         rows = self.shard_rows(lang, voice, name)
         return _digest(self._common(lang, voice), [(row.id, row.text) for row in rows])
 
+    def item_maker(self, lang: str, voice: str) -> ItemMaker:
+        head = f"[{_json(self._common(lang, voice))}, "
+        return ItemMaker(lang=lang, voice=voice, base_seed=self.base_seed, head=head)
+
     def item(self, lang: str, voice: str, row: Row) -> Item:
-        return Item(
-            lang=lang,
-            voice=voice,
-            id=row.id,
-            text=row.text,
-            seed=item_seed(self.base_seed, lang, voice, row.id),
-            fingerprint=_digest(self._common(lang, voice), row.id, row.text),
-        )
+        return self.item_maker(lang, voice).item(row.id, row.text)
 
     def shard(self, lang: str, voice: str, name: str) -> Shard:
         rows = self.shard_rows(lang, voice, name)
@@ -204,7 +266,7 @@ class Plan:
             voice=voice,
             name=name,
             voice_sha256=self.voices[voice].sha256,
-            items=tuple(self.item(lang, voice, row) for row in rows),
+            items=ShardItems(self.item_maker(lang, voice), tuple((r.id, r.text) for r in rows)),
         )
 
     def item_count(self) -> int:

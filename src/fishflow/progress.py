@@ -11,14 +11,17 @@ def todo_by_shard(plan: Plan) -> dict[tuple[str, str, str], int]:
     todo = {}
     for lang, voice, name in plan.shard_keys():
         journal = plan.out / layout.progress_relpath(lang, voice, name)
+        rows = plan.shard_rows(lang, voice, name)
         if not journal.exists():
-            todo[(lang, voice, name)] = len(plan.shard_rows(lang, voice, name))
+            todo[(lang, voice, name)] = len(rows)
             continue
         spoken = {
             r["id"]: r["fingerprint"] for r in atomic.read_jsonl(journal) if r["status"] == "ok"
         }
-        shard = plan.shard(lang, voice, name)
-        todo[(lang, voice, name)] = sum(spoken.get(i.id) != i.fingerprint for i in shard.items)
+        maker = plan.item_maker(lang, voice)
+        todo[(lang, voice, name)] = sum(
+            spoken.get(row.id) != maker.fingerprint(row.id, row.text) for row in rows
+        )
     return todo
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from fishflow.errors import InputError
-from fishflow.inputs import read_rows
+from fishflow.inputs import _id_problem, read_rows
 from tests.helpers import write_jsonl
 
 
@@ -80,3 +80,20 @@ def test_unicode_text_is_kept_verbatim(tmp_path):
     text = "今日はとても良い天気ですね。"
     rows = rows_of(tmp_path, [json.dumps({"id": "ja1", "text": text}, ensure_ascii=False)], "ja")
     assert rows[0].text == text
+
+
+@pytest.mark.parametrize(
+    ("item_id", "problem"),
+    [
+        ("en-001_b.2", None),
+        ("a" * 200, None),
+        ("a" * 201, "longer than"),
+        ("a..b", "'..'"),
+        (".hidden", "starts with '.'"),
+        ("x y", None),
+        ("x\u200by", "control character"),
+    ],
+)
+def test_id_checks(item_id, problem):
+    found = _id_problem(item_id)
+    assert found is None if problem is None else problem in found

@@ -1,3 +1,7 @@
+import hashlib
+import json
+import pickle
+
 import pytest
 
 from fishflow.errors import ConfigError, InputError
@@ -97,3 +101,31 @@ def test_item_seeds_are_deterministic_and_distinct():
     seeds = {item_seed(42, "en", v, i, attempt) for v in "ab" for i in "xyz" for attempt in (0, 1)}
     assert len(seeds) == 12
     assert all(0 <= seed < 2**31 for seed in seeds)
+
+
+def _reference_digest(*parts) -> str:
+    """The fingerprint formula as first released: every existing output depends on it."""
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
+def test_fingerprints_keep_their_released_bytes(tmp_path):
+    texts = ['Say "hi"\\ now', "naïve café — 日本語 😀", "tab\there\u2028and \x01", "</b>'"]
+    rows = {"en": [{"id": f"i-{n}", "text": text} for n, text in enumerate(texts)]}
+    plan = Plan(make_config(tmp_path, rows, shard_size=3))
+    for lang, voice, name in plan.shard_keys():
+        common = plan._common(lang, voice)
+        shard = plan.shard(lang, voice, name)
+        pairs = [(item.id, item.text) for item in shard.items]
+        assert plan.shard_fingerprint(lang, voice, name) == _reference_digest(common, pairs)
+        for item in shard.items:
+            assert item.fingerprint == _reference_digest(common, item.id, item.text)
+            assert item.seed == item_seed(42, lang, voice, item.id)
+
+
+def test_shard_items_are_made_on_first_use_and_pickle_as_a_recipe(tmp_path):
+    plan = Plan(make_config(tmp_path, TEXTS, shard_size=2))
+    shard = plan.shard("en", "alice", "00001")
+    assert len(shard.items) == 2 and shard.items._items is None
+    copy = pickle.loads(pickle.dumps(shard))
+    assert copy == shard and copy.items == tuple(shard.items)
+    assert [item.id for item in copy.items] == ["e2", "e3"]
