@@ -8,7 +8,7 @@ from collections.abc import Callable
 import msgpack
 import requests
 
-from .errors import PermanentError, TransientError
+from .errors import PermanentError, TransientError, Unreachable
 
 
 def _snippet(response: requests.Response, limit: int = 300) -> str:
@@ -37,7 +37,9 @@ class FishSpeechClient:
                 method, self.url + path, timeout=timeout or self.timeout, **kwargs
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientError(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}") from exc
+            # A read timeout is a ConnectionError's sibling, not a dead server.
+            kind = Unreachable if isinstance(exc, requests.ConnectionError) else TransientError
+            raise kind(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}") from exc
 
     def _raise_for_status(self, response: requests.Response, what: str) -> None:
         if response.status_code < 400:

@@ -16,8 +16,10 @@ from .endpoint import read_endpoint
 from .errors import FishflowError, ServerError
 from .slots import release, try_acquire
 
-POLL_S = 0.02
+POLL_S = 0.05  # cheap to wait: with max_in_flight 2 each replica has its next request queued
 REFRESH_S = 1.0
+# The launcher notices a dead replica within a second and restarts it on a new port.
+UNREACHABLE_S = 10.0
 
 
 class Stopped(FishflowError):
@@ -36,16 +38,26 @@ class ReplicaPool:
         self.width = len(info["replicas"]) * server["max_in_flight"]
         self.turn = itertools.count(random.randrange(len(info["replicas"])))
         self.local = threading.local()  # a requests session is not meant to be shared by threads
+        self.unreachable: dict[str, float] = {}  # url -> until when nothing goes there
         self._update(info)
 
     def _update(self, info: dict) -> None:
         if "error" in info:
             raise ServerError(f"the job's servers failed: {info['error']}")
         self.ready = [
-            (r["url"], Path(r["slots"])) for r in info["replicas"] if r["state"] == "ready"
+            (r["url"], Path(r["slots"]))
+            for r in info["replicas"]
+            if r["state"] == "ready" and self.unreachable.get(r["url"], 0) < time.monotonic()
         ]
         self.starting = any(r["state"] == "starting" for r in info["replicas"])
         self.refreshed = time.monotonic()
+
+    def unreachable_at(self, url: str) -> None:
+        """A replica did not answer: send nothing there for a while, even before the launcher
+        has noticed it died (its slots are free, so it would be the first choice)."""
+        self.unreachable[url] = time.monotonic() + UNREACHABLE_S
+        self.ready = [(u, slots) for u, slots in self.ready if u != url]
+        self.refresh()
 
     def refresh(self) -> None:
         """Re-read the endpoint file (after a failed request: its replica may be restarting)."""

@@ -27,5 +27,9 @@ class TransientError(ServerError):
     """A failure worth retrying: connection refused/reset, timeout, HTTP 5xx."""
 
 
+class Unreachable(TransientError):
+    """No answer at all (connection refused or reset): the server process may be gone."""
+
+
 class PermanentError(ServerError):
     """A failure retrying cannot fix: HTTP 4xx, an answer that is not audio."""

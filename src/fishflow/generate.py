@@ -24,7 +24,7 @@ from .backends import get_backend
 from .client import with_retries
 from .dispatch import ReplicaPool
 from .endpoint import wait_for_endpoint
-from .errors import FishflowError, PermanentError, ServerError, TransientError
+from .errors import FishflowError, PermanentError, ServerError, Unreachable
 from .plan import GENERATION_KEYS, Item, Shard, item_seed
 from .voices import sha256_file
 
@@ -102,8 +102,8 @@ class ShardGenerator:
         with self.pool.slot() as client:
             try:
                 return client.tts(payload)
-            except TransientError:
-                self.pool.refresh()  # its replica may have died: the retry goes elsewhere
+            except Unreachable:
+                self.pool.unreachable_at(client.url)  # the retry goes to another replica
                 raise
 
     def _request(self, item: Item, seed: int) -> tuple[bytes, int]:

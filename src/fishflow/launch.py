@@ -284,10 +284,11 @@ class Supervisor:
             self.publish()
 
     def run(self) -> int:
+        # Published at once, without `ready_at`: consumers learn the launcher's pid (and so
+        # whether it died), long before a model has loaded.
+        self.publish()
         for replica in self.replicas:
             self.start(replica)
-        # Published at once, without `ready_at`: Snakemake fails consumers whose input (this
-        # service file) is still missing after --latency-wait, far shorter than a model load.
         self.publish()
         while not self.stopping.wait(MONITOR_S):
             self._restart_dead()
@@ -307,7 +308,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", required=True, type=Path)
     args = parser.parse_args(argv)
 
-    args.endpoint.unlink(missing_ok=True)
     args.log.parent.mkdir(parents=True, exist_ok=True)
     log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)

@@ -19,6 +19,8 @@ rule server:
         spec=server_spec,
         python=sys.executable,
     shell:
-        # exec: Snakemake's SIGTERM at the end of the group must reach the server itself.
-        "exec {params.python:q} -m fishflow.launch --spec {params.spec:q}"
+        # The empty endpoint file at once: Snakemake fails the group if a service's output is
+        # missing after --latency-wait, and Python's start-up alone can take longer on a busy
+        # node. exec: Snakemake's SIGTERM at the end of the group must reach the launcher.
+        ": > {output:q}; exec {params.python:q} -m fishflow.launch --spec {params.spec:q}"
         " --endpoint {output:q} --log {log:q}"
