@@ -52,6 +52,12 @@ def header(title: str) -> None:
     print(flush=True)
 
 
+def against(seconds: float, target_s: float) -> str:
+    """`seconds` as a fraction of an upper-bound target, and whether it is met."""
+    verdict = "met" if seconds < target_s else "NOT met"
+    return f"{seconds / target_s:.2f} x the {target_s:.0f} s target ({verdict})"
+
+
 def text(index: int) -> str:
     """A short, varied, deterministic sentence (about 40-60 characters)."""
     words = [WORDS[(index * 7 + k * 3) % len(WORDS)] for k in range(8)]

@@ -60,10 +60,9 @@ def main() -> None:
             )
     if (TARGET_ROWS, default) in results:
         seconds = results[(TARGET_ROWS, default)]
-        verdict = "met" if seconds < TARGET_S else "NOT met"
         print(
             f"\n1M texts x {args.voices} voices, default shard_size {default}: {seconds:.1f} s "
-            f"= {seconds / TARGET_S:.2f} x the {TARGET_S:.0f} s target ({verdict})"
+            f"= {common.against(seconds, TARGET_S)}"
         )
 
 

@@ -87,10 +87,9 @@ def main() -> None:
         times.append(seconds)
         print(f"run {run + 1}: {seconds:.2f} s, peak {peak} MiB ({summary[0]})", flush=True)
     median = statistics.median(times)
-    verdict = "met" if median < TARGET_S else "NOT met"
     print(
         f"\nresume scan of {items} items: min {min(times):.2f} s, median {median:.2f} s "
-        f"= {median / TARGET_S:.2f} x the {TARGET_S:.0f} s target ({verdict})"
+        f"= {common.against(median, TARGET_S)}"
     )
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from .client import FishSpeechClient
 from .endpoint import read_endpoint
 from .errors import FishflowError, ServerError
-from .slots import release, try_acquire
+from .slots import open_slot, try_lock, unlock
 
-POLL_S = 0.05  # cheap to wait: with max_in_flight 2 each replica has its next request queued
+POLL_S = 0.01  # a freed slot must be taken again before the replica's queued request is done
 REFRESH_S = 1.0
 # The launcher notices a dead replica within a second and restarts it on a new port.
 UNREACHABLE_S = 10.0
@@ -65,6 +65,15 @@ class ReplicaPool:
         if info:
             self._update(info)
 
+    def _lock(self, slots: Path, index: int) -> int | None:
+        """This thread's descriptor of a slot, now locked, or None; descriptors stay open, so
+        polling costs one flock call per slot."""
+        fds = self.local.__dict__.setdefault("fds", {})
+        if (slots, index) not in fds:
+            fds[(slots, index)] = open_slot(slots, index)
+        fd = fds[(slots, index)]
+        return fd if try_lock(fd) else None
+
     def _client(self, url: str) -> FishSpeechClient:
         clients = self.local.__dict__.setdefault("clients", {})
         if url not in clients:
@@ -88,13 +97,13 @@ class ReplicaPool:
             for index in range(self.server["max_in_flight"]):
                 for offset in range(len(ready)):
                     url, slots = ready[(start + offset) % len(ready)]
-                    fd = try_acquire(slots, index)
+                    fd = self._lock(slots, index)
                     if fd is None:
                         continue
                     try:
                         yield self._client(url)
                     finally:
-                        release(fd)
+                        unlock(fd)
                     return
             if not ready and time.monotonic() - waiting_since > patience:
                 raise ServerError(f"no server replica ready for {patience:.0f} s")

@@ -9,25 +9,24 @@ the kernel.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 from pathlib import Path
 
 
-def try_acquire(directory: Path, index: int) -> int | None:
-    """The descriptor of a lock now held on slot `index` in `directory`, or None if it is taken."""
+def open_slot(directory: Path, index: int) -> int:
+    """A descriptor of slot `index`'s lock file; each holder needs its own (flock is per open)."""
     Path(directory).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(directory) / f"slot-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    return os.open(Path(directory) / f"slot-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+        return False
+    return True
 
 
-def release(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
+def unlock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)

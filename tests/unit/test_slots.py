@@ -1,19 +1,19 @@
 import multiprocessing
 import time
 
-from fishflow.slots import release, try_acquire
-
-
-def _any(directory, slots):
-    return next((fd for i in range(slots) if (fd := try_acquire(directory, i)) is not None), None)
+from fishflow.slots import open_slot, try_lock, unlock
 
 
 def _hold(directory, slots, seconds, starts):
-    while (fd := _any(directory, slots)) is None:
+    fds = [open_slot(directory, index) for index in range(slots)]
+    while not (held := [fd for fd in fds if try_lock(fd)][:1]):
         time.sleep(0.01)
+    for fd in fds:
+        if fd not in held:
+            unlock(fd)  # only one slot per holder
     starts.append(time.monotonic())
     time.sleep(seconds)
-    release(fd)
+    unlock(held[0])
 
 
 def test_at_most_n_holders_at_once_across_processes(tmp_path):
@@ -33,26 +33,26 @@ def test_at_most_n_holders_at_once_across_processes(tmp_path):
     assert times[2] - times[0] >= 0.35
 
 
-def test_a_released_slot_is_free_again(tmp_path):
-    first = try_acquire(tmp_path, 0)
-    assert first is not None
-    assert try_acquire(tmp_path, 0) is None
-    release(first)
-    again = try_acquire(tmp_path, 0)
-    assert again is not None
-    release(again)
+def test_descriptors_of_one_process_exclude_each_other_until_unlocked(tmp_path):
+    # Threads of one generation job hold their own descriptors of the same slot.
+    first, second = open_slot(tmp_path, 0), open_slot(tmp_path, 0)
+    assert try_lock(first)
+    assert not try_lock(second)
+    unlock(first)
+    assert try_lock(second)
+    unlock(second)
 
 
 def test_the_kernel_releases_the_slots_of_a_killed_holder(tmp_path):
     holder = multiprocessing.Process(target=_hold, args=(tmp_path, 1, 60, []))
     holder.start()
+    probe = open_slot(tmp_path, 0)
     deadline = time.monotonic() + 10
-    while (fd := try_acquire(tmp_path, 0)) is not None and time.monotonic() < deadline:
-        release(fd)  # the holder has not taken it yet
+    while try_lock(probe) and time.monotonic() < deadline:
+        unlock(probe)  # the holder has not taken it yet
         time.sleep(0.01)
-    assert try_acquire(tmp_path, 0) is None
+    assert not try_lock(probe)
     holder.kill()
     holder.join(timeout=10)
-    fd = try_acquire(tmp_path, 0)
-    assert fd is not None
-    release(fd)
+    assert try_lock(probe)
+    unlock(probe)
