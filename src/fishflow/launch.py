@@ -153,7 +153,6 @@ class Supervisor:
         self.server = spec["server"]
         self.backend = get_backend(self.server)
         self.endpoint = endpoint
-        self.log = log
         host, batch = socket.gethostname(), endpoint.name.split(".")[0]
         self.home = (Path(spec["servers_dir"]) / f"{batch}-{host}-{os.getpid()}").resolve()
         self.replica_logs = log.parent / batch
