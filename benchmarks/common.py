@@ -104,17 +104,6 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def merge(base: dict, overrides: dict) -> dict:
-    """`overrides` merged into `base`, key by key (for --set-style extra config)."""
-    result = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merge(result[key], value)
-        else:
-            result[key] = value
-    return result
-
-
 def parse_set(items: list[str]) -> dict:
     """`a.b=VALUE` pairs (VALUE as JSON, else a string) into a nested dict."""
     overrides: dict = {}

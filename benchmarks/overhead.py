@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,9 @@ from pathlib import Path
 import common
 import msgpack
 import requests
+
+from fishflow.config import merged
+from fishflow.launch import free_loopback_port
 
 TARGET = 0.03
 LANG = "en"
@@ -39,16 +41,10 @@ GENERATION = {  # the schema's defaults, written out as a user of the bare API w
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def demo_server(workdir: Path, latency_s: float):
     """The demo server, as fishflow's demo backend starts it; stopped (killed if need be)."""
-    port = free_port()
+    port = free_loopback_port()
     log = (workdir / "server.log").open("w")
     proc = subprocess.Popen(
         [
@@ -112,7 +108,7 @@ def bare_loop(run_dir: Path, rows: list[dict], voices: dict, latency_s: float) -
 
 
 def fishflow(run_dir: Path, config: dict, cores: int, timeout: float) -> float:
-    config = common.merge(config, {"output_dir": str(run_dir / "out")})
+    config = merged(config, {"output_dir": str(run_dir / "out")})
     config_file = common.write_config(run_dir / "config.json", config)
     seconds, _, _ = common.snakemake(
         ["-s", common.REPO / "Snakefile", "-d", run_dir, "--configfile", config_file]
@@ -133,7 +129,7 @@ def compare(label: str, items: int, voice_count: int, latency_s: float, args) ->
     )
     rows = common.read_jsonl(inputs)
     voices = common.voices(voice_count)
-    config = common.merge(
+    config = merged(
         {
             "inputs": {LANG: str(inputs)},
             "voices": voices,

@@ -35,7 +35,7 @@ from fishflow.config import validate_config  # noqa: E402
 from fishflow.generate import tts_payload  # noqa: E402
 from fishflow.plan import GENERATION_KEYS, Item, item_seed  # noqa: E402
 from fishflow.registration import register_voices  # noqa: E402
-from fishflow.voices import sha256_file  # noqa: E402
+from fishflow.voices import load_voices  # noqa: E402
 from tests.tooling import fish_speech_env  # noqa: E402
 
 SAMPLE_RATE = 44100
@@ -104,15 +104,7 @@ def run_sequential(cfg: dict, rows: list[dict], root: Path, checkpoints: Path) -
     started = time.perf_counter()
     with fish_speech_env.run_server(flags, out / "server") as server:
         client = FishSpeechClient(server.url, timeout=300)
-        voices = [
-            {
-                "id": v,
-                "audio": spec["audio"],
-                "text": spec["text"],
-                "sha256": sha256_file(Path(spec["audio"])),
-            }
-            for v, spec in cfg["voices"].items()
-        ]
+        voices = [v.spec() for v in load_voices(cfg["voices"], cfg["validation"]).values()]
         register_voices(client, server.workdir, voices)
         generation_started = time.perf_counter()
         wavs, samples = {}, 0

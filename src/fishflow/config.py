@@ -13,6 +13,17 @@ from .errors import ConfigError
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
+def merged(base: dict, update: dict) -> dict:
+    """`update` merged into a copy of `base`, key by key, as Snakemake merges config files."""
+    result = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
 def _with_defaults(validator_class):
     """Extend a validator so that it fills in `default` values of absent properties."""
     validate_properties = validator_class.VALIDATORS["properties"]

@@ -49,7 +49,6 @@ class ReplicaPool:
             for r in info["replicas"]
             if r["state"] == "ready" and self.unreachable.get(r["url"], 0) < time.monotonic()
         ]
-        self.starting = any(r["state"] == "starting" for r in info["replicas"])
         self.refreshed = time.monotonic()
 
     def unreachable_at(self, url: str) -> None:
@@ -60,7 +59,7 @@ class ReplicaPool:
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-read the endpoint file (after a failed request: its replica may be restarting)."""
+        """Re-read the endpoint file, where the launcher lists its replicas' states."""
         info = read_endpoint(self.endpoint)
         if info:
             self._update(info)
@@ -91,8 +90,8 @@ class ReplicaPool:
         while True:
             if self.stopping.is_set():
                 raise Stopped("the job was stopped (SIGTERM)")
-            if self.starting and time.monotonic() - self.refreshed > REFRESH_S:
-                self.refresh()  # replicas still starting join as soon as they are ready
+            if time.monotonic() - self.refreshed > REFRESH_S:
+                self.refresh()  # replicas that start, restart or fail
             ready, start = self.ready, next(self.turn)
             for index in range(self.server["max_in_flight"]):
                 for offset in range(len(ready)):
@@ -108,5 +107,3 @@ class ReplicaPool:
             if not ready and time.monotonic() - waiting_since > patience:
                 raise ServerError(f"no server replica ready for {patience:.0f} s")
             time.sleep(POLL_S)
-            if time.monotonic() - self.refreshed > REFRESH_S:
-                self.refresh()

@@ -108,10 +108,10 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when the launcher dies, even by SIGKILL (Snakemake kills a failed
-    group's service that way), so no server outlives its job on a shared node."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """In a child (a preexec_fn): `sig` when the thread that started it dies, even by SIGKILL
+    (Snakemake kills a failed group's service that way), so no server outlives its job."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
 @dataclass
@@ -177,7 +177,7 @@ class Supervisor:
         }
 
     def start(self, replica: Replica) -> None:
-        """Start (or restart) a replica; from the main thread only (see _die_with_parent)."""
+        """Start (or restart) a replica; from the main thread only (see die_with_parent)."""
         port = free_loopback_port()
         suffix = f".{replica.restarts}" if replica.restarts else ""
         replica.workdir = self.home / f"{replica.tag}{suffix}"
@@ -208,7 +208,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         threading.Thread(target=self._bring_up, args=(replica, launch), daemon=True).start()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from . import atomic, layout, run_state, slurm_jobs
-from .config import validate_config
+from .config import merged, validate_config
 from .errors import ConfigError, FishflowError
 from .plan import Plan
 from .progress import todo_by_shard
@@ -20,18 +20,10 @@ def merged_config(configfiles: list[str]) -> dict:
     config: dict = {}
     for path in configfiles:
         try:
-            _merge(config, yaml.safe_load(Path(path).read_text()) or {})
+            config = merged(config, yaml.safe_load(Path(path).read_text()) or {})
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
     return validate_config(config)
-
-
-def _merge(into: dict, update: dict) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def configfiles(command: list[str]) -> list[str]:

@@ -21,6 +21,10 @@ class Voice:
     sha256: str
     duration_s: float
 
+    def spec(self) -> dict:
+        """As the server launcher registers and verifies it (JSON, passed on its command line)."""
+        return {"id": self.id, "audio": str(self.audio), "text": self.text, "sha256": self.sha256}
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()

@@ -17,7 +17,8 @@ import pytest
 
 from fishflow.client import FishSpeechClient
 from fishflow.errors import ServerError
-from tests.tooling.fish_speech_env import build_tiny_checkpoints, free_port, run_server
+from fishflow.launch import free_loopback_port
+from tests.tooling.fish_speech_env import build_tiny_checkpoints, run_server
 
 DEMO, REAL = "demo", "fish-speech-0.1.0"
 SERVERS = [DEMO, pytest.param(REAL, marks=pytest.mark.fishspeech)]
@@ -37,7 +38,7 @@ class Server:
 @contextmanager
 def run_demo_server(workdir: Path, api_key: str | None) -> Iterator[Server]:
     """The demo server as a subprocess; healthy before yielding, always stopped after."""
-    port = free_port()
+    port = free_loopback_port()
     command = [sys.executable, "-m", "fishflow.demo_server", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workdir", str(workdir)]
     command += ["--api-key", api_key] if api_key else []

@@ -26,10 +26,7 @@ SERVER = {"demo": {"engine": "tone"}, "startup_timeout_s": 30, "backoff_s": 0.05
 
 def spec(tmp_path: Path, **server) -> dict:
     config = make_config(tmp_path, TEXTS, server={**SERVER, **server})
-    voices = [
-        {"id": v.id, "audio": str(v.audio), "text": v.text, "sha256": v.sha256}
-        for v in Plan(config).voices.values()
-    ]
+    voices = [voice.spec() for voice in Plan(config).voices.values()]
     return {"server": config["server"], "voices": voices, "servers_dir": str(tmp_path / "servers")}
 
 

@@ -12,14 +12,13 @@ stamp file matches the recipe's hash. Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from fishflow.launch import die_with_parent, free_loopback_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPE_DIR = Path(__file__).with_name("fish_speech")
@@ -56,7 +57,6 @@ CHECKPOINTS_TIMEOUT_S = 300
 HEALTH_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 15
 LOG_TAIL_LINES = 40
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # The model loads in a worker thread; if that dies (bad checkpoint), the server hangs un-healthy
 # forever instead of exiting, and this line in its log is the only sign.
 DEAD_LOADER_MARK = "Exception in thread"
@@ -241,12 +241,6 @@ class RunningServer:
     api_key: str | None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def run_server(
     checkpoints: dict[str, str],
@@ -255,7 +249,7 @@ def run_server(
     api_key: str | None = None,
 ) -> Iterator[RunningServer]:
     """Start the real server in workdir on a free loopback port; always stop it on exit."""
-    port = free_port()
+    port = free_loopback_port()
     flags = [*extra_flags, *(["--api-key", api_key] if api_key else [])]
     command = launch_command(ensure_env(), checkpoints, port=port, extra_flags=flags)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -269,7 +263,8 @@ def run_server(
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            # SIGTERM if the test process dies without a teardown.
+            preexec_fn=functools.partial(die_with_parent, signal.SIGTERM),
         )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -277,11 +272,6 @@ def run_server(
         yield RunningServer(url, workdir, log, time.monotonic() - started, api_key)
     finally:
         _stop(process)
-
-
-def _die_with_parent() -> None:
-    """In the child: the kernel sends it SIGTERM if the test process dies without a teardown."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_healthy(process: subprocess.Popen, url: str, log: Path, api_key: str | None) -> None:

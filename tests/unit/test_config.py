@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from fishflow.config import load_config, validate_config
+from fishflow.config import load_config, merged, validate_config
 from fishflow.errors import ConfigError
 from tests.helpers import REPO
 
@@ -67,3 +67,13 @@ def test_load_config_rejects_non_mapping(tmp_path):
     path.write_text(yaml.safe_dump(["a"]))
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(path)
+
+
+def test_config_files_merge_key_by_key_without_touching_the_first():
+    base = {"server": {"backend": "demo", "demo": {"engine": "tone"}}, "shard_size": 4}
+    update = {"server": {"demo": {"latency_s": 1}}, "shard_size": 8}
+    assert merged(base, update) == {
+        "server": {"backend": "demo", "demo": {"engine": "tone", "latency_s": 1}},
+        "shard_size": 8,
+    }
+    assert base == {"server": {"backend": "demo", "demo": {"engine": "tone"}}, "shard_size": 4}

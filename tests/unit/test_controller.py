@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from fishflow import cli, controller, run_state, status
+from fishflow.config import merged
 from fishflow.errors import FishflowError
 
 LOG = """\
@@ -58,10 +59,9 @@ def test_later_config_files_merge_into_the_first(tmp_path):
     (tmp_path / "b.yaml").write_text("output_dir: b\nserver: {retries: 3}\n")
     with pytest.raises(FishflowError, match="config key"):  # inputs and voices are missing
         status.merged_config([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
-    merged: dict = {}
-    status._merge(merged, {"server": {"backend": "demo", "retries": 1}})
-    status._merge(merged, {"server": {"retries": 3}})
-    assert merged == {"server": {"backend": "demo", "retries": 3}}
+    config = merged({}, {"server": {"backend": "demo", "retries": 1}})
+    config = merged(config, {"server": {"retries": 3}})
+    assert config == {"server": {"backend": "demo", "retries": 3}}
 
 
 def test_status_without_a_controller_record_says_so(tmp_path, capsys):

@@ -20,6 +20,7 @@ import requests
 import soundfile as sf
 
 from fishflow.demo_server import N_SLOTS, SAMPLES_PER_TOKEN, assign_slots, home_slot
+from fishflow.launch import free_loopback_port
 
 TIMEOUT = 20
 TEXTS = {
@@ -31,14 +32,8 @@ TEXTS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start(workdir: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = free_loopback_port()
     cmd = [sys.executable, "-m", "fishflow.demo_server", "--port", str(port)]
     cmd += ["--workdir", str(workdir), *args]
     stderr = (workdir / "server.err").open("ab")

@@ -77,10 +77,7 @@ def checkpoint_provenance(wildcards):
 def server_spec(wildcards):
     """Unstored: server settings (timeouts, flags, fault injection) must not resubmit batches;
     what changes audio is in the shards' fingerprints."""
-    voices = [
-        {"id": v.id, "audio": str(v.audio), "text": v.text, "sha256": v.sha256}
-        for v in PLAN.voices.values()
-    ]
+    voices = [voice.spec() for voice in PLAN.voices.values()]
     return Unstored(
         json.dumps(
             {"server": config["server"], "voices": voices, "servers_dir": SERVERS},
