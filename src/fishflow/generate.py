@@ -231,13 +231,18 @@ def generate_shard(shard: Shard, out: Path, config: dict, endpoint: Path, output
     instead; the `validate` rule then fails for that shard alone.
     """
     generator = ShardGenerator(shard, out, config)
-    signal.signal(signal.SIGTERM, lambda *_: generator.stopping.set())
+    terminated = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: (terminated.set(), generator.stopping.set()))
     try:
         if generator.todo:
             generator.connect(endpoint)
         records = generator.run()
         error = _too_many_failures(records, config["validation"]["max_failed_fraction"])
     except FishflowError as exc:
+        if terminated.is_set():
+            # The job is being cancelled: no output, so the next run picks the shard up at once
+            # (an incomplete record would cost that run a failed `validate` first).
+            raise
         records, error = None, str(exc)
     if error:
         log.error("shard %s/%s/%s did not complete: %s", shard.lang, shard.voice, shard.name, error)
