@@ -21,6 +21,7 @@ sessions can share one built env; builds are serialised with flock. From the rep
     python -m tests.tooling.fish_speech_env ensure [VERSION]           # build or reuse; python
     python -m tests.tooling.fish_speech_env path                       # its python (no build)
     python -m tests.tooling.fish_speech_env checkpoints DIR [VERSION]  # tiny checkpoints; flags
+        [--shape NAME]  # another size of the same architecture (SHAPES in tiny_checkpoints.py)
 
 VERSION: 0.1.0 (default), d3df505 or 3dd1f85.
 """
@@ -513,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.add_parser("path", help="print the server venv's python (no build)")
     checkpoints = commands.add_parser("checkpoints", help="write tiny checkpoints into DIR")
     checkpoints.add_argument("dir", type=Path)
+    checkpoints.add_argument("--shape", default="tiny", help="a SHAPES key of tiny_checkpoints.py")
     for command in (ensure, checkpoints):
         command.add_argument("version", nargs="?", choices=VERSIONS, default=PYPI_0_1_0.name)
     args = parser.parse_args(argv)
@@ -523,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "path":
             print(env_python())
         else:
-            flags = build_tiny_checkpoints(args.dir.resolve(), VERSIONS[args.version])
+            flags = build_tiny_checkpoints(args.dir.resolve(), VERSIONS[args.version], args.shape)
             print(json.dumps(flags, indent=2))
     except FishSpeechEnvError as error:
         sys.exit(f"error: {error}")
