@@ -286,12 +286,13 @@ def _download_source(version: ServerVersion, tried: list[str]) -> Path:
 def prepared_source(version: ServerVersion) -> Path:
     """The version's source extracted into the cache with its tiny codec yaml in configs/;
     reused while the source and the yaml are unchanged."""
-    origin = locate_source(version)
-    codec_yaml = RECIPE_DIR / f"{version.codec_config_name}.yaml"
-    key = hashlib.sha256(_content_hash(origin).encode() + codec_yaml.read_bytes()).hexdigest()
-    folder = SOURCE_DIR / f"{version.name}-{key[:16]}"
     SOURCE_DIR.mkdir(parents=True, exist_ok=True)
+    # Locked from the start: concurrent sessions must not download into one file either.
     with _exclusive_lock(CACHE_DIR / ".lock"):
+        origin = locate_source(version)
+        codec_yaml = RECIPE_DIR / f"{version.codec_config_name}.yaml"
+        key = hashlib.sha256(_content_hash(origin).encode() + codec_yaml.read_bytes())
+        folder = SOURCE_DIR / f"{version.name}-{key.hexdigest()[:16]}"
         if not folder.is_dir():
             partial = Path(tempfile.mkdtemp(dir=SOURCE_DIR, prefix=".partial-"))
             try:
