@@ -142,3 +142,21 @@ def test_preflight_names_the_missing_environment_and_checkpoint(tmp_path):
         backend.preflight(fish_config(tmp_path, download=True, **python))
     write_checkpoint(tmp_path / "ckpt")
     backend.preflight(fish_config(tmp_path, **python))
+
+
+def test_s1_model_id_stays_byte_for_byte_what_existing_runs_fingerprinted(tmp_path):
+    """Pinned from the formula before S2 support: a different S1 id would re-speak every
+    finished S1 run. The sizes hash covers (file name, size) of every loaded file."""
+    backend = FishSpeechBackend()
+    write_checkpoint(tmp_path / "ckpt")
+    assert (
+        backend.model_id(fish_config(tmp_path)) == "fish-speech/ckpt/421d11c79678/cuda/bf16/eager"
+    )
+    flags = {"half": True, "compile": True, "device": "cpu"}
+    assert (
+        backend.model_id(fish_config(tmp_path, **flags))
+        == "fish-speech/ckpt/421d11c79678/cpu/fp16/compile"
+    )
+    # Not there yet (say, before its download): every size counts as -1.
+    absent = fish_config(tmp_path / "absent", download=True)
+    assert backend.model_id(absent) == "fish-speech/ckpt/4d1c590845a0/cuda/bf16/eager"
