@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from .checkpoints import check_files, checkpoint_files, decoder_path
+from .checkpoints import (
+    GENERATION_TITLES,
+    S1,
+    S2,
+    check_files,
+    checkpoint_files,
+    decoder_path,
+    generation,
+)
 from .errors import ConfigError
 
 DEMO_LANGUAGES = frozenset({"en", "de", "fr", "ja", "zh"})
@@ -17,6 +25,17 @@ DEMO_LANGUAGES = frozenset({"en", "de", "fr", "ja", "zh"})
 S1_LANGUAGES = frozenset(
     {"en", "zh", "ja", "ko", "fr", "de", "ar", "es", "ru", "nl", "it", "pl", "pt"}
 )
+# Fish Audio S2 (s2-pro): the `language:` list of the fishaudio/s2-pro model card ("80+
+# languages"); the 3dd1f85 source and pyproject name none. A superset of S1_LANGUAGES. "jw" is
+# the card's code for Javanese. Not tested: the test checkpoints have random weights.
+S2_LANGUAGES = frozenset(
+    "zh en ja ko es pt ar ru fr de sv it tr no nl cy eu ca da gl ta hu fi pl et hi la ur th vi "
+    "jw bn yo sl cs sw nn he ms uk id kk bg lv my tl sk ne fa af el bo hr ro sn mi yi am be km "
+    "is az sd br sq ps mn ht ml sr sa te ka bs pa lt kn si hy mr as gu fo".split()
+)
+GENERATION_LANGUAGES = {S1: S1_LANGUAGES, S2: S2_LANGUAGES}
+# Model ids start with these: an S2 id never equals an S1 one, and S1 ids keep today's form.
+MODEL_ID_PREFIXES = {S1: "fish-speech", S2: "fish-speech-s2"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +50,13 @@ class Launch:
 
 class DemoBackend:
     name = "demo"
-    languages = DEMO_LANGUAGES
+
+    def languages(self, server: dict) -> frozenset[str]:
+        return DEMO_LANGUAGES
+
+    def generation(self, server: dict) -> str | None:
+        """The demo speaks no fish-speech model."""
+        return None
 
     def model_id(self, server: dict) -> str:
         engine = server["demo"]["engine"]
@@ -72,18 +97,25 @@ class FishSpeechBackend:
     """The real `tools.api_server` (PyPI 0.1.0 or a git checkout), in its own environment."""
 
     name = "fish-speech"
-    languages = S1_LANGUAGES
+
+    def languages(self, server: dict) -> frozenset[str]:
+        return GENERATION_LANGUAGES[generation(server["fish_speech"])]
+
+    def generation(self, server: dict) -> str:
+        gen = generation(server["fish_speech"])
+        return f"{gen} ({GENERATION_TITLES[gen]})"
 
     def model_id(self, server: dict) -> str:
-        """Checkpoint name, file sizes and numerics; sizes are a cheap stand-in for hashes,
-        which the checkpoint rule records in full for provenance."""
+        """Generation, checkpoint name, file sizes and numerics; sizes are a cheap stand-in for
+        hashes, which the checkpoint rule records in full for provenance."""
         fish = server["fish_speech"]
         files = checkpoint_files(fish).values()
         sizes = hashlib.sha256(repr([(f.name, _size(f)) for f in files]).encode()).hexdigest()
         precision = "fp16" if fish["half"] else "bf16"
         compiled = "compile" if fish["compile"] else "eager"
         name = Path(fish["checkpoint_dir"]).name
-        return f"fish-speech/{name}/{sizes[:12]}/{fish['device']}/{precision}/{compiled}"
+        prefix = MODEL_ID_PREFIXES[generation(fish)]
+        return f"{prefix}/{name}/{sizes[:12]}/{fish['device']}/{precision}/{compiled}"
 
     def preflight(self, server: dict) -> None:
         """Fail at planning time, before any GPU time, on a missing environment or checkpoint."""
@@ -94,13 +126,8 @@ class FishSpeechBackend:
                 f"config key server.fish_speech.python: {python} is not an executable Python "
                 "(create the server environment first: see envs/README.md)"
             )
-        if not checkpoint.is_dir():
-            if fish["download"]:
-                return  # the checkpoint rule downloads it before any server starts
-            raise ConfigError(
-                f"config key server.fish_speech.checkpoint_dir: {checkpoint} is not a directory "
-                "(download it, see envs/README.md, or set server.fish_speech.download: true)"
-            )
+        if fish["download"] and not checkpoint.is_dir():
+            return  # the checkpoint rule downloads it before any server starts
         check_files(fish)
 
     def launch(self, server: dict, port: int, workdir: Path, api_key: str | None) -> Launch:
