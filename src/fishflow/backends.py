@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from .api_key_shim import KEY_ENV
 from .checkpoints import (
     GENERATION_TITLES,
     S1,
@@ -36,6 +37,10 @@ S2_LANGUAGES = frozenset(
 GENERATION_LANGUAGES = {S1: S1_LANGUAGES, S2: S2_LANGUAGES}
 # Model ids start with these: an S2 id never equals an S1 one, and S1 ids keep today's form.
 MODEL_ID_PREFIXES = {S1: "fish-speech", S2: "fish-speech-s2"}
+
+
+# Starts every server with the API key from its environment, never on its command line.
+KEY_SHIM = Path(__file__).resolve().with_name("api_key_shim.py")
 
 
 @dataclass(frozen=True)
@@ -67,10 +72,7 @@ class DemoBackend:
 
     def launch(self, server: dict, port: int, workdir: Path, api_key: str | None) -> Launch:
         demo = server["demo"]
-        command = [
-            sys.executable,
-            "-m",
-            "fishflow.demo_server",
+        args = [
             "--host",
             "127.0.0.1",
             "--port",
@@ -87,10 +89,8 @@ class DemoBackend:
             str(demo["warmup_s"]),
         ]
         if demo["fail_pattern"]:
-            command += ["--fail-pattern", demo["fail_pattern"]]
-        if api_key:
-            command += ["--api-key", api_key]
-        return Launch(command, env={})
+            args += ["--fail-pattern", demo["fail_pattern"]]
+        return Launch(keyed_command(sys.executable, "fishflow.demo_server", args), key_env(api_key))
 
 
 class FishSpeechBackend:
@@ -132,14 +132,7 @@ class FishSpeechBackend:
 
     def launch(self, server: dict, port: int, workdir: Path, api_key: str | None) -> Launch:
         fish = server["fish_speech"]
-        command = [
-            # -P: a tools/ or fish_speech/ folder in the working directory must not shadow the
-            # installed server (a git checkout is put on PYTHONPATH instead). absolute(), not
-            # resolve(): the server starts in its workdir, and a venv's python is a symlink.
-            str(Path(fish["python"]).absolute()),
-            "-P",
-            "-m",
-            "tools.api_server",
+        args = [
             "--listen",
             f"127.0.0.1:{port}",
             "--llama-checkpoint-path",
@@ -153,12 +146,29 @@ class FishSpeechBackend:
             "--max-text-length",
             str(fish["max_text_length"]),
         ]
-        command += ["--compile"] if fish["compile"] else []
-        command += ["--half"] if fish["half"] else []
-        command += ["--api-key", api_key] if api_key else []
-        command += [str(arg) for arg in fish["extra_args"]]
+        args += ["--compile"] if fish["compile"] else []
+        args += ["--half"] if fish["half"] else []
+        args += [str(arg) for arg in fish["extra_args"]]
+        # A git checkout goes on PYTHONPATH (-P keeps the working directory off sys.path).
+        # absolute(), not resolve(): the server starts in its workdir, and a venv's python is
+        # a symlink.
         env = {"PYTHONPATH": str(Path(fish["checkout"]).resolve())} if fish["checkout"] else {}
-        return Launch(command, env, fatal_marks=("Exception in thread", "Traceback (most recent"))
+        return Launch(
+            keyed_command(str(Path(fish["python"]).absolute()), "tools.api_server", args),
+            {**env, **key_env(api_key)},
+            fatal_marks=("Exception in thread", "Traceback (most recent"),
+        )
+
+
+def keyed_command(python: str, module: str, args: list[str]) -> list[str]:
+    """`python -m module args`, through the shim that adds the key from the environment. -P:
+    neither the shim's folder (fishflow's own modules) nor the working directory (a tools/ or
+    fish_speech/ folder there) may shadow the server's modules."""
+    return [python, "-P", str(KEY_SHIM), module, *args]
+
+
+def key_env(api_key: str | None) -> dict[str, str]:
+    return {KEY_ENV: api_key} if api_key else {}
 
 
 def _size(path: Path) -> int:
