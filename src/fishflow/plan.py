@@ -183,10 +183,10 @@ class Plan:
         supported = self.backend.languages(self.config["server"])
         unknown = sorted(set(inputs) - supported)
         if unknown:
-            model = self.generation or self.backend.name
+            model = f" with model {self.generation}" if self.generation else ""
             raise ConfigError(
                 f"config key inputs: language(s) {unknown} not supported by backend "
-                f"{self.backend.name!r}, model {model} (supported: {sorted(supported)})"
+                f"{self.backend.name!r}{model} (supported: {sorted(supported)})"
             )
 
     def _assign(self, mode: str) -> dict[tuple[str, str], list[int]]:
