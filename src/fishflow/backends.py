@@ -150,11 +150,12 @@ class FishSpeechBackend:
         args += ["--half"] if fish["half"] else []
         args += [str(arg) for arg in fish["extra_args"]]
         # A git checkout goes on PYTHONPATH (-P keeps the working directory off sys.path).
+        env = {"PYTHONPATH": str(Path(fish["checkout"]).resolve())} if fish["checkout"] else {}
         # absolute(), not resolve(): the server starts in its workdir, and a venv's python is
         # a symlink.
-        env = {"PYTHONPATH": str(Path(fish["checkout"]).resolve())} if fish["checkout"] else {}
+        python = str(Path(fish["python"]).absolute())
         return Launch(
-            keyed_command(str(Path(fish["python"]).absolute()), "tools.api_server", args),
+            keyed_command(python, "tools.api_server", args),
             {**env, **key_env(api_key)},
             fatal_marks=("Exception in thread", "Traceback (most recent"),
         )
