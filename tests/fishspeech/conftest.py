@@ -58,19 +58,11 @@ def fish_speech() -> FishSpeech:
     return install(PYPI_0_1_0)
 
 
-# The S2 tiny checkpoint has no S1 files (tokenizer.tiktoken, special_tokens.json, model.pth),
-# which fishflow's planning still insists on (fishflow.checkpoints, changed on branch s2-backend).
-S2_PREFLIGHT = pytest.mark.xfail(
-    strict=True,
-    reason="planning requires S1 checkpoint files; branch s2-backend accepts S2 checkpoints",
-)
-
-
 @pytest.fixture(
     scope="module",
     params=[
         pytest.param(GIT_S1, id="fish-speech-git-s1"),
-        pytest.param(GIT_S2, id="fish-speech-git-s2", marks=S2_PREFLIGHT),
+        pytest.param(GIT_S2, id="fish-speech-git-s2"),
     ],
 )
 def git_fish_speech(request) -> FishSpeech:
@@ -118,7 +110,11 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def assert_complete_output(project: Project) -> None:
+# How the manifests name the model: fishflow's model id starts with the checkpoint's generation.
+MODEL_ID_PREFIXES = {"s1": "fish-speech/", "s2": "fish-speech-s2/"}
+
+
+def assert_complete_output(project: Project, generation: str = "s1") -> None:
     """Every item spoken at the tiny model's fixed length, in the manifests, none failed."""
     wavs = project.wavs()
     assert len(wavs) == ITEMS
@@ -129,7 +125,7 @@ def assert_complete_output(project: Project) -> None:
     for lang, rows in TEXTS.items():
         metadata = project.manifest("metadata", lang)
         assert len(metadata) == 2 * len(rows)
-        assert all(r["backend"].startswith("fish-speech/") for r in metadata)
+        assert all(r["backend"].startswith(MODEL_ID_PREFIXES[generation]) for r in metadata)
         assert all(r["sha256"] == sha(project.out / r["path"]) for r in metadata)
         assert project.manifest("failed", lang) == []
     assert project.summary()["total"] == {"ok": ITEMS, "failed": 0}

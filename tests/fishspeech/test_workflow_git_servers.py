@@ -53,7 +53,7 @@ def test_workflow_through_a_git_server(git_fish_speech, tmp_path):
     log = launcher_log(project)
     assert_voices_registered_over_http(project, log)
     assert "Finished server process" in log  # stopped cleanly when its shards were done
-    assert_complete_output(project)
+    assert_complete_output(project, git_fish_speech.version.generation)
     assert_report(project)
 
     # Resume with nothing to do: no server starts, no file is rewritten.
@@ -70,5 +70,5 @@ def test_workflow_through_a_git_server(git_fish_speech, tmp_path):
     assert {name for name in before if after[name] != before[name]} == {
         name for name in before if "/bob/" in name
     }
-    assert_complete_output(project)
+    assert_complete_output(project, git_fish_speech.version.generation)
     assert_report(project)
