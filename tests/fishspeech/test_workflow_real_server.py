@@ -115,7 +115,8 @@ PLANNING_FAILURES = {
     ),
     "missing-model-file": (
         without_model,
-        r"server\.fish_speech\.checkpoint_dir: checkpoint files missing: \S*/model\.pth",
+        r"server\.fish_speech\.checkpoint_dir: \S*checkpoint-without-model holds neither checkpoint"
+        r" generation; S1 \(OpenAudio S1 / S1-mini\) needs model\.pth",
     ),
     "missing-server-env": (
         lambda root, fish: {"python": str(root / "no-env" / "bin" / "python")},
