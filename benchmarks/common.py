@@ -6,6 +6,7 @@ Generated inputs live under .cache/benchmarks/ (ignored by git), so a fresh clon
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -19,6 +20,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+from fishflow.generate import tts_payload
+from fishflow.plan import GENERATION_KEYS, Plan
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "benchmarks"
@@ -163,3 +167,25 @@ def fresh_dir(path: Path) -> Path:
 def read_jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def sequential_requests(client, plan: Plan, config: dict, out: Path) -> dict[str, tuple]:
+    """The loop users write by hand: every item of the plan, one request at a time, the reference
+    re-encoded on every request (`use_memory_cache: off`), each WAV written before the next
+    request. Returns voice/id -> (sha256, audio seconds) of 16-bit mono WAVs."""
+    params = {key: config["generation"][key] for key in GENERATION_KEYS}
+    out.mkdir(parents=True, exist_ok=True)
+    wavs = {}
+    for key in plan.shard_keys():
+        for item in plan.shard(*key).items:
+            payload = {**tts_payload(item, item.seed, params), "use_memory_cache": "off"}
+            data = client.tts(payload)
+            (out / f"{item.voice}-{item.id}.wav").write_bytes(data)
+            seconds = (len(data) - 44) / 2 / read_wav_rate(data)
+            wavs[f"{item.voice}/{item.id}"] = (hashlib.sha256(data).hexdigest(), seconds)
+    return wavs
+
+
+def read_wav_rate(data: bytes) -> int:
+    """The sample rate field of a canonical 44-byte WAV header."""
+    return int.from_bytes(data[24:28], "little")
