@@ -1,10 +1,10 @@
 """Shared pytest fixtures."""
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import skip_loudly
 from tests.tooling.slurm_cluster import (
     ClusterInfo,
     cluster_available,
@@ -22,10 +22,7 @@ def slurm_cluster() -> Iterator[ClusterInfo]:
     """
     available, reason = cluster_available()
     if not available:
-        message = f"REAL SLURM TEST CLUSTER UNAVAILABLE, Slurm tests not run: {reason}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        skip_loudly(f"REAL SLURM TEST CLUSTER UNAVAILABLE, Slurm tests not run: {reason}")
     started_here = not is_running()
     yield ensure_cluster()
     if started_here:

@@ -1,12 +1,20 @@
-"""Write tiny random fish-speech 0.1.0 checkpoints; run it with the SERVER env's python.
+"""Write random-weight fish-speech checkpoints; run it with the SERVER env's python.
 
-    python -P tests/tooling/tiny_checkpoints.py DEST CODEC_CONFIG_NAME
+    python -P tests/tooling/tiny_checkpoints.py DEST GENERATION SHAPE CODEC_CONFIG_NAME
 
-(-P: the script's folder holds tests/tooling/fish_speech/, which must not shadow the package.)
+with the fish-speech source of that generation importable (`fish_speech` of the env's 0.1.0, or a
+git source first on PYTHONPATH). -P: the script's folder holds tests/tooling/fish_speech/, which
+must not shadow the package.
 
-DEST receives what `--llama-checkpoint-path` expects (config.json, model.pth, tokenizer.tiktoken,
-special_tokens.json) plus `codec.pth` for `--decoder-checkpoint-path`. Fixed seeds make every file
-byte-identical across runs.
+GENERATION is the checkpoint layout the server loads:
+- s1 (fish-speech 0.1.0 and git up to d3df505, OpenAudio S1): config.json, model.pth,
+  tokenizer.tiktoken, special_tokens.json;
+- s2 (git from 2026-03, Fish Audio S2 "s2-pro"): config.json (flat dual_ar), model.safetensors,
+  Hugging Face tokenizer.json + tokenizer_config.json.
+Both also get `codec.pth` for `--decoder-checkpoint-path`, built from the codec yaml the server
+reads. SHAPE names an entry of SHAPES: the model's size is data, so a real-size random model of the
+same architecture (say for a GPU benchmark) is one more entry there plus upstream's codec config
+(`modded_dac_vq`). Fixed seeds make every file byte-identical across runs.
 """
 
 import base64
@@ -15,17 +23,15 @@ from pathlib import Path
 
 import fish_speech.models.dac.inference as dac_inference
 import torch
+from fish_speech import tokenizer as fish_tokenizer
 from fish_speech.models.text2semantic.llama import DualARModelArgs, DualARTransformer
-from fish_speech.tokenizer import IM_END_TOKEN, FishTokenizer
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 SEED = 0
-# 256 byte tokens + 15 control tokens + 1024 semantic tokens (fish_speech.tokenizer).
-VOCAB_SIZE = 1295
+# DualARModelArgs per generation and size (the vocabulary size comes from the tokenizer).
 # max_seq_len must exceed 2048 + prompt: generate_long rejects prompts over max_seq_len - 2048.
-LLAMA_CONFIG = dict(
-    vocab_size=VOCAB_SIZE,
+TINY_DUAL_AR = dict(
     n_layer=2,
     n_head=2,
     n_local_heads=2,
@@ -38,23 +44,69 @@ LLAMA_CONFIG = dict(
     max_seq_len=4096,
     tie_word_embeddings=True,
 )
+SHAPES = {
+    "s1": {"tiny": TINY_DUAL_AR},
+    "s2": {"tiny": TINY_DUAL_AR},
+}
 # Residual-stream dimension pinned to a constant so the end token's logit can be pushed far down.
 ANCHOR = 0
 END_TOKEN_WEIGHT = -1000.0
-# Derived (not learned) codec buffers: the model recomputes them, so leave them out of codec.pth.
-DERIVED_CODEC_BUFFERS = ("causal_mask", "freqs_cis")
+# Derived (not learned) buffers: the models recompute them, and real checkpoints leave them out.
+DERIVED_BUFFERS = ("causal_mask", "freqs_cis")
+SEMANTIC_PREFIX = "<|semantic:"
 
 
-def write_tokenizer(dest: Path) -> FishTokenizer:
+def semantic_index(token: str) -> int | None:
+    return int(token[len(SEMANTIC_PREFIX) : -2]) if token.startswith(SEMANTIC_PREFIX) else None
+
+
+def special_tokens(codebook_size: int) -> list[str]:
+    """The generation's control tokens, then one semantic token per codebook entry.
+
+    fish_speech.tokenizer lists 4096 semantic tokens from d3df505 on (0.1.0: 1024); a model with
+    a smaller codebook needs only the first codebook_size of them, which keeps the vocabulary (and
+    so config.json) the same for 0.1.0 and d3df505.
+    """
+    return [
+        token
+        for token in fish_tokenizer.ALL_SPECIAL_TOKENS
+        if (index := semantic_index(token)) is None or index < codebook_size
+    ]
+
+
+def write_s1_tokenizer(dest: Path, codebook_size: int):
     """A byte-level tiktoken file; save_pretrained adds special_tokens.json in its own format."""
     ranks = "".join(f"{base64.b64encode(bytes([i])).decode()} {i}\n" for i in range(256))
     (dest / "tokenizer.tiktoken").write_text(ranks)
-    tokenizer = FishTokenizer(str(dest / "tokenizer.tiktoken"))
+    tokenizer = fish_tokenizer.FishTokenizer(
+        str(dest / "tokenizer.tiktoken"), special_tokens(codebook_size)
+    )
     tokenizer.save_pretrained(dest)
     return tokenizer
 
 
-def make_end_token_unreachable(model: DualARTransformer) -> None:
+def write_s2_tokenizer(dest: Path, codebook_size: int):
+    """A Hugging Face byte-level tokenizer: 256 byte tokens, no merges, the control and semantic
+    tokens as added special tokens (as AutoTokenizer loads the real s2-pro one)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    core = Tokenizer(models.BPE(vocab={char: i for i, char in enumerate(alphabet)}, merges=[]))
+    core.pre_tokenizer = byte_level
+    core.decoder = decoders.ByteLevel()
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token=fish_tokenizer.EOS_TOKEN,
+        pad_token=fish_tokenizer.PAD_TOKEN,
+        additional_special_tokens=special_tokens(codebook_size),
+    )
+    wrapped.save_pretrained(dest)
+    return fish_tokenizer.FishTokenizer.from_pretrained(str(dest))
+
+
+def make_end_token_unreachable(model: DualARTransformer, end_id: int) -> None:
     """Random weights rarely sample <|im_end|>, so lengths would vary with the seed and the text.
 
     Every input embedding gets +1 in the ANCHOR dimension and no layer writes into it, so the final
@@ -62,7 +114,6 @@ def make_end_token_unreachable(model: DualARTransformer) -> None:
     about -7000 (the others about +7), so its probability is exactly 0 and every request yields
     max_new_tokens - 1 frames.
     """
-    end_id = model.tokenizer.get_token_id(IM_END_TOKEN)
     with torch.no_grad():
         model.embeddings.weight[:, ANCHOR] = 1.0
         model.embeddings.weight[end_id, ANCHOR] = END_TOKEN_WEIGHT
@@ -72,13 +123,38 @@ def make_end_token_unreachable(model: DualARTransformer) -> None:
             layer.feed_forward.w2.weight[ANCHOR] = 0.0
 
 
-def build_llama(dest: Path) -> None:
-    tokenizer = write_tokenizer(dest)
-    assert tokenizer.vocab_size + tokenizer.num_special_tokens == VOCAB_SIZE
+def build_s1_llama(dest: Path, shape: dict) -> None:
+    tokenizer = write_s1_tokenizer(dest, shape["codebook_size"])
+    vocab_size = tokenizer.vocab_size + tokenizer.num_special_tokens
     torch.manual_seed(SEED)
-    model = DualARTransformer(DualARModelArgs(**LLAMA_CONFIG), tokenizer=tokenizer)
-    make_end_token_unreachable(model)
+    model = DualARTransformer(DualARModelArgs(vocab_size=vocab_size, **shape), tokenizer=tokenizer)
+    make_end_token_unreachable(model, tokenizer.get_token_id(fish_tokenizer.IM_END_TOKEN))
     model.save_pretrained(dest)
+
+
+def build_s2_llama(dest: Path, shape: dict) -> None:
+    from safetensors.torch import save_file
+
+    tokenizer = write_s2_tokenizer(dest, shape["codebook_size"])
+    config = DualARModelArgs(
+        vocab_size=len(tokenizer._tokenizer),
+        semantic_begin_id=tokenizer.semantic_begin_id,
+        semantic_end_id=tokenizer.semantic_end_id,
+        **shape,
+    )
+    torch.manual_seed(SEED)
+    model = DualARTransformer(config)
+    make_end_token_unreachable(model, tokenizer.get_token_id(fish_tokenizer.IM_END_TOKEN))
+    config.save(dest / "config.json")
+    save_file(learned_weights(model), dest / "model.safetensors")
+
+
+def learned_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        key: value.contiguous()
+        for key, value in model.state_dict().items()
+        if not key.endswith(DERIVED_BUFFERS)
+    }
 
 
 def build_codec(dest: Path, config_name: str) -> None:
@@ -86,18 +162,16 @@ def build_codec(dest: Path, config_name: str) -> None:
     config = Path(dac_inference.__file__).parents[2] / "configs" / f"{config_name}.yaml"
     torch.manual_seed(SEED)
     model = instantiate(OmegaConf.load(config))
-    state = {
-        key: value
-        for key, value in model.state_dict().items()
-        if not key.endswith(DERIVED_CODEC_BUFFERS)
-    }
-    torch.save(state, dest / "codec.pth")
+    torch.save(learned_weights(model), dest / "codec.pth")
 
 
-def main(dest: str, codec_config_name: str) -> None:
+LLAMA_BUILDERS = {"s1": build_s1_llama, "s2": build_s2_llama}
+
+
+def main(dest: str, generation: str, shape: str, codec_config_name: str) -> None:
     path = Path(dest)
     path.mkdir(parents=True, exist_ok=True)
-    build_llama(path)
+    LLAMA_BUILDERS[generation](path, SHAPES[generation][shape])
     build_codec(path, codec_config_name)
 
 
