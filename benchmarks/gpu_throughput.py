@@ -1,6 +1,7 @@
 """GPU kit: audio seconds per GPU-second, fishflow against the sequential client, one command.
 
-    python benchmarks/gpu_throughput.py --size s1-mini --device cuda --wheels .whl --logs DIR
+    python3 benchmarks/gpu_throughput.py --size s1-mini --wheels .whl --vendor .whl/sources \
+        --logs DIR                                                      (a GPU machine)
     .venv/bin/python benchmarks/gpu_throughput.py --size tiny --device cpu --logs DIR  (the test)
 
 On one machine, back to back and on the same items: the sequential client (one server, one
@@ -25,10 +26,12 @@ pandas and matplotlib carried as wheels (the 64 MiB limit). Generation seconds r
 first request to the last answer; start-up (model load, warm-up, voice registration, compile)
 is reported on its own, as the report does.
 
-Sizes: `tiny` is the test suite's fish-speech 0.1.0 server with its tiny random checkpoints (CPU);
-`s1-mini` and `s2` are the git servers d3df505 (OpenAudio S1 era) and 3dd1f85 (Fish Audio S2) with
-random weights of the real models' shapes (benchmarks/gpu_kit/random_checkpoints.py says where
-each number comes from), built on the spot. Random weights never sample the end token (the test
+Sizes: `tiny`, `tiny-s1`, `tiny-s2` are the test suite's servers (fish-speech 0.1.0, git d3df505,
+git 3dd1f85) in its CPU env with its cached tiny random checkpoints (tests/tooling); `s1-mini` and
+`s2` are the git servers d3df505 (OpenAudio S1 era) and 3dd1f85 (Fish Audio S2) in this Python
+(the GPU machine's: --wheels installs what it lacks, --vendor holds the sources) with random
+weights of the real models' shapes (gpu_kit/random_checkpoints.py says where each number comes
+from), built on the spot. Random weights never sample the end token (the test
 suite's trick), so every request yields max_new_tokens - 1 frames: the same work on both sides,
 and a random model decodes at the real one's speed per token.
 """
@@ -43,7 +46,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -59,6 +61,7 @@ from fishflow.endpoint import read_endpoint  # noqa: E402
 from fishflow.generate import ShardGenerator  # noqa: E402
 from fishflow.launch import record_path  # noqa: E402
 from fishflow.plan import Plan  # noqa: E402
+from tests.tooling import fish_speech_env  # noqa: E402
 
 KIT = Path(__file__).resolve().parent / "gpu_kit"
 SAMPLE_RATE = 44100
@@ -77,16 +80,17 @@ STOP_TIMEOUT_S = 30
 
 @dataclass(frozen=True)
 class Size:
-    source: str | None  # fish-speech git commit (vendor tarball); None: the 0.1.0 test env
-    generation: str  # checkpoint layout (random_checkpoints.py)
-    shape: str
-    codec_config: str
+    server: str  # a fish_speech_env.VERSIONS name: 0.1.0, d3df505 (S1 era), 3dd1f85 (S2)
+    shape: str  # tiny: the test suite's cached checkpoints; else gpu_kit/random_checkpoints.py
+    codec_config: str | None  # None: the tiny codec of the server's generation
 
 
 SIZES = {
-    "tiny": Size(None, "s1", "tiny", "fishflow_tiny_codec"),
-    "s1-mini": Size("d3df505", "s1", "s1-mini", "modded_dac_vq"),
-    "s2": Size("3dd1f85", "s2", "s2-pro", "modded_dac_vq"),
+    "tiny": Size("0.1.0", "tiny", None),
+    "tiny-s1": Size("d3df505", "tiny", None),
+    "tiny-s2": Size("3dd1f85", "tiny", None),
+    "s1-mini": Size("d3df505", "s1-mini", "modded_dac_vq"),
+    "s2": Size("3dd1f85", "s2-pro", "modded_dac_vq"),
 }
 
 
@@ -147,47 +151,51 @@ def install_missing(wheels: Path, log: Path) -> list[str]:
     return missing
 
 
-def vendor_tarball(commit: str, vendor: Path | None) -> Path:
-    """The fish-speech source of `commit`: --vendor, else shared/vendor in or beside the repo."""
-    beside = [common.REPO / "shared" / "vendor", common.REPO.parent / "shared" / "vendor"]
-    candidates = [vendor] if vendor else beside
-    for folder in candidates:
-        tarball = Path(folder) / f"fish-speech-{commit}.tar.gz"
-        if tarball.is_file():
-            return tarball
-    raise SystemExit(f"fish-speech source {commit} not found in {', '.join(map(str, candidates))}")
+def server_install(size: Size, vendor: Path | None, logs: Path) -> tuple[Path, Path | None]:
+    """The server's python and fish-speech source (None: the installed 0.1.0).
 
-
-def extract_source(tarball: Path, dest: Path) -> Path:
-    """The unmodified source; the librosa stand-in goes beside it where librosa is missing
-    (the servers call only librosa.load; see gpu_kit/stand_ins/librosa)."""
-    with tarfile.open(tarball) as archive:
-        archive.extractall(dest, filter="data")
-    (checkout,) = [path for path in dest.iterdir() if path.is_dir()]
+    Tiny sizes run in the test suite's CPU server env; real sizes in this Python (the GPU
+    machine's), with the pinned source from --vendor (or where the test tooling finds it:
+    shared/vendor beside the repository) extracted unchanged into the logs, and the librosa
+    stand-in beside it where librosa is missing.
+    """
+    version = fish_speech_env.VERSIONS[size.server]
+    if size.shape == "tiny":
+        install = fish_speech_env.ensure_install(version)
+        return install.python, install.source
+    if vendor:
+        tarball = vendor / f"fish-speech-{version.name}.tar.gz"
+        os.environ[version.source_variable] = str(tarball.resolve())
+    tree = fish_speech_env._unpack(fish_speech_env.locate_source(version), logs / "source")
     if importlib.util.find_spec("librosa") is None:
-        shutil.copytree(KIT / "stand_ins" / "librosa", checkout / "librosa")
-    return checkout
+        shutil.copytree(KIT / "stand_ins" / "librosa", tree / "librosa")
+    return Path(sys.executable), tree
 
 
-def build_checkpoints(size: Size, python: Path, checkout: Path, dest: Path) -> None:
-    """Random weights of the size's real shape into dest (gpu_kit/random_checkpoints.py)."""
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
-    command = [python, "-P", KIT / "random_checkpoints.py", dest, size.generation, size.shape]
-    with (dest.parent / "checkpoints.log").open("w") as log:
+def checkpoints_for(size: Size, python: Path, source: Path | None, logs: Path) -> Path:
+    """Tiny: the test suite's cached ones; real sizes: random weights built here, now."""
+    version = fish_speech_env.VERSIONS[size.server]
+    if size.shape == "tiny":
+        return fish_speech_env.cached_tiny_checkpoints(version)
+    dest = logs / "checkpoints" / "model"
+    dest.mkdir(parents=True)
+    command = [python, "-P", KIT / "random_checkpoints.py", dest, version.generation, size.shape]
+    with (logs / "checkpoints" / "build.log").open("w") as log:
         subprocess.run(
             [str(part) for part in [*command, size.codec_config]],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env={**os.environ, "PYTHONPATH": str(source)},
             timeout=600,
             check=True,
         )
+    return dest
 
 
 # --- one phase ---------------------------------------------------------------------------------
 
 
-def base_config(args, root: Path, rows: Path, python: Path, checkout, checkpoints: Path) -> dict:
+def base_config(args, root: Path, rows: Path, python: Path, source, checkpoints: Path) -> dict:
     seconds = (args.max_new_tokens - 1) * HOP / SAMPLE_RATE  # random weights never stop early
     return validate_config(
         {
@@ -209,14 +217,18 @@ def base_config(args, root: Path, rows: Path, python: Path, checkout, checkpoint
                 "startup_timeout_s": args.startup_timeout_s,
                 "fish_speech": {
                     "python": str(python),
-                    "checkout": str(checkout) if checkout else None,
+                    "checkout": str(source) if source else None,
                     "checkpoint_dir": str(checkpoints),
-                    "decoder_config_name": SIZES[args.size].codec_config,
+                    "decoder_config_name": codec_config(SIZES[args.size]),
                     "device": args.device,
                 },
             },
         }
     )
+
+
+def codec_config(size: Size) -> str:
+    return size.codec_config or fish_speech_env.VERSIONS[size.server].codec_config_name
 
 
 class Servers:
@@ -491,20 +503,11 @@ def main() -> None:
     setup["installed"] = install_missing(args.wheels, logs / "install.log") if args.wheels else []
     setup["install_s"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
-    if size.source:
-        python = Path(sys.executable)
-        checkout = extract_source(vendor_tarball(size.source, args.vendor), logs / "source")
-        checkpoints = logs / "checkpoints" / "model"
-        checkpoints.mkdir(parents=True)
-        build_checkpoints(size, python, checkout, checkpoints)
-    else:  # the test suite's server env and tiny checkpoints, built once and cached
-        from tests.tooling import fish_speech_env
-
-        python, checkout = fish_speech_env.ensure_env(), None
-        checkpoints = fish_speech_env.cached_tiny_checkpoints()
+    python, source = server_install(size, args.vendor, logs)
+    checkpoints = checkpoints_for(size, python, source, logs)
     setup["checkpoints_s"] = round(time.perf_counter() - started, 1)
     rows = common.write_rows(logs / "rows.jsonl", args.items // VOICES)
-    base = base_config(args, logs, rows, python, checkout, checkpoints)
+    base = base_config(args, logs, rows, python, source, checkpoints)
     print(f"set-up: {setup}; {budget.left():.0f} s of the budget left", flush=True)
 
     phases = run_series(args, base, logs, budget)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Rebuild the wheel folder the GPU kit carries (default .whl/, git-ignored) for Python 3.12 on
-# manylinux x86_64, from requirements.txt beside this script; print its size. Usage:
+# Rebuild the folder the GPU kit carries (default .whl/, git-ignored): wheels for Python 3.12 on
+# manylinux x86_64 from requirements.txt beside this script, and in sources/ the pinned
+# fish-speech tarballs (from ../shared/vendor beside the repository: the GPU machine gets only
+# the working tree and carried paths). Prints its size. Usage:
 #   bash benchmarks/gpu_kit/build_wheels.sh [DEST]        (or: make gpu-wheels)
 # A package PyPI has only as a source archive is built here into a wheel, and kept only if that
 # wheel is pure Python (py3-none-any): anything else would not run on the GPU machine.
@@ -24,5 +26,7 @@ grep -oE '^[A-Za-z0-9_.-]+==[^ ]+' "$here/requirements.txt" | while read -r requ
     esac
   fi
 done
+mkdir -p "$dest/sources"
+cp "$here/../../../shared/vendor"/fish-speech-{d3df505,3dd1f85}.tar.gz "$dest/sources/"
 count="$(ls "$dest"/*.whl | wc -l)"
-echo "$dest: $count wheels, $(du -sb "$dest" | awk '{printf "%.1f MiB", $1 / 1048576}')"
+echo "$dest: $count wheels and 2 sources, $(du -sb "$dest" | awk '{printf "%.1f MiB", $1 / 1048576}')"
