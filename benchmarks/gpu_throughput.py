@@ -58,6 +58,7 @@ from benchmarks import common  # noqa: E402
 from fishflow.client import FishSpeechClient  # noqa: E402
 from fishflow.config import validate_config  # noqa: E402
 from fishflow.endpoint import read_endpoint  # noqa: E402
+from fishflow.errors import FishflowError  # noqa: E402
 from fishflow.generate import ShardGenerator  # noqa: E402
 from fishflow.launch import record_path  # noqa: E402
 from fishflow.plan import Plan  # noqa: E402
@@ -75,6 +76,7 @@ MEMORY_HEADROOM = 0.9  # twice the replicas must fit in 90 % of the GPU's memory
 # measured here, so it needs COMPILE_GUARD_S on top of the eager phase.
 START_MARGIN = 1.5
 COMPILE_GUARD_S = 240
+RESERVE_S = 20  # kept for stopping the last servers and writing the results
 STOP_TIMEOUT_S = 30
 
 
@@ -144,45 +146,53 @@ def install_missing(wheels: Path, log: Path) -> list[str]:
     """Install, from the carried wheels and without dependencies, what this Python lacks."""
     missing = missing_modules(carried_requirements())
     if missing:
-        command = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps"]
+        # A distribution's Python may be marked externally managed: the kit owns this machine.
+        command = ["env", "PIP_BREAK_SYSTEM_PACKAGES=1", sys.executable, "-m", "pip", "install"]
+        command += ["--no-index", "--no-deps"]
         common.run([*command, "--find-links", wheels, *missing], timeout=300)
         log.write_text("installed: " + " ".join(missing) + "\n")
         importlib.invalidate_caches()
     return missing
 
 
-def server_install(size: Size, vendor: Path | None, logs: Path) -> tuple[Path, Path | None]:
+def server_install(size: Size, args, logs: Path) -> tuple[Path, Path | None]:
     """The server's python and fish-speech source (None: the installed 0.1.0).
 
-    Tiny sizes run in the test suite's CPU server env; real sizes in this Python (the GPU
-    machine's), with the pinned source from --vendor (or where the test tooling finds it:
-    shared/vendor beside the repository) extracted unchanged into the logs, and the librosa
-    stand-in beside it where librosa is missing.
+    Tiny sizes run in the test suite's CPU server env, unless --this-python; real sizes run in
+    this Python (the GPU machine's: --wheels installs what it lacks), with the pinned source
+    from --vendor (or where the test tooling finds it: shared/vendor beside the repository)
+    extracted unchanged into the logs, and the librosa stand-in beside it where librosa is
+    missing.
     """
     version = fish_speech_env.VERSIONS[size.server]
-    if size.shape == "tiny":
+    if size.shape == "tiny" and not args.this_python:
         install = fish_speech_env.ensure_install(version)
         return install.python, install.source
-    if vendor:
-        tarball = vendor / f"fish-speech-{version.name}.tar.gz"
+    if not version.commit:
+        raise SystemExit(f"--size {args.size} runs only in the test env (no --this-python)")
+    if args.vendor:
+        tarball = args.vendor / f"fish-speech-{version.name}.tar.gz"
         os.environ[version.source_variable] = str(tarball.resolve())
     tree = fish_speech_env._unpack(fish_speech_env.locate_source(version), logs / "source")
+    if size.shape == "tiny":  # its codec yaml goes where Hydra looks, as the test tooling does
+        codec_yaml = fish_speech_env.RECIPE_DIR / f"{version.codec_config_name}.yaml"
+        shutil.copy2(codec_yaml, tree / "fish_speech" / "configs")
     if importlib.util.find_spec("librosa") is None:
         shutil.copytree(KIT / "stand_ins" / "librosa", tree / "librosa")
     return Path(sys.executable), tree
 
 
 def checkpoints_for(size: Size, python: Path, source: Path | None, logs: Path) -> Path:
-    """Tiny: the test suite's cached ones; real sizes: random weights built here, now."""
+    """In the test env: its cached tiny checkpoints; else random weights built here, now."""
     version = fish_speech_env.VERSIONS[size.server]
-    if size.shape == "tiny":
+    if python == fish_speech_env.env_python():
         return fish_speech_env.cached_tiny_checkpoints(version)
     dest = logs / "checkpoints" / "model"
     dest.mkdir(parents=True)
     command = [python, "-P", KIT / "random_checkpoints.py", dest, version.generation, size.shape]
     with (logs / "checkpoints" / "build.log").open("w") as log:
         subprocess.run(
-            [str(part) for part in [*command, size.codec_config]],
+            [str(part) for part in [*command, codec_config(size)]],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(source)},
@@ -319,12 +329,14 @@ def run_fishflow(config: dict, endpoint: Path) -> dict:
     return {"answered": len(ok), "audio_s": sum(record["duration_s"] for record in ok)}
 
 
-def run_phase(phase: Phase, base: dict, folder: Path, items: int) -> dict:
+def run_phase(phase: Phase, base: dict, folder: Path, items: int, budget: Budget) -> dict:
     config = json.loads(json.dumps(base))
     config["server"]["replicas"] = phase.replicas
     config["server"]["fish_speech"]["compile"] = phase.compile
     config["output_dir"] = str(folder / "out")
-    with Servers(config, folder, config["server"]["startup_timeout_s"] + 60) as servers:
+    # Start-up may not eat the time kept for the table: past it the phase fails, the run goes on.
+    startup_limit = min(config["server"]["startup_timeout_s"] + 60, budget.left() - RESERVE_S)
+    with Servers(config, folder, startup_limit) as servers:
         info = servers.wait_ready()
         started = time.perf_counter()
         if phase.sequential:
@@ -362,8 +374,10 @@ def summarise(record: dict, startup_wall_s, generation_s, produced: dict, items:
 # --- the series --------------------------------------------------------------------------------
 
 
-def phase_cost(last: dict) -> float:
-    return START_MARGIN * (last["startup_wall_s"] + last["generation_s"])
+def phase_cost(last: dict, scale: float = 1.0) -> float:
+    """What the next phase may take, from the last one: its start-up scaled by the ratio of
+    replicas (they load and warm up at once on one device), its generation as it was."""
+    return START_MARGIN * (scale * last["startup_wall_s"] + last["generation_s"])
 
 
 def why_stop_doubling(done: list[Phase], budget: Budget) -> str | None:
@@ -376,43 +390,63 @@ def why_stop_doubling(done: list[Phase], budget: Budget) -> str | None:
     memory, total = last["gpu_memory_per_replica_mib"], last["gpu_memory_total_mib"]
     if memory and total and 2 * done[-1].replicas * memory > MEMORY_HEADROOM * total:
         return f"{2 * done[-1].replicas} x {memory:.0f} MiB would not fit in {total:.0f} MiB"
-    if phase_cost(last) > budget.left():
-        return f"would not fit: about {phase_cost(last):.0f} s needed, {budget.left():.0f} s left"
+    needed = phase_cost(last, scale=2)
+    if needed > budget.left():
+        return f"would not fit: about {needed:.0f} s needed, {budget.left():.0f} s left"
     return None
 
 
+def attempt(phase: Phase, base: dict, folder: Path, args, budget: Budget) -> bool:
+    """Run a phase; a failure (a replica that cannot start, start-up past the budget) is
+    recorded as the phase's outcome, so the table still comes out."""
+    try:
+        phase.results = run_phase(phase, base, folder, args.items, budget)
+    except (RuntimeError, FishflowError, subprocess.SubprocessError) as error:
+        phase.skipped = f"failed: {error}"
+        print(f"{phase.name}: {phase.skipped}", flush=True)
+        return False
+    print(f"{phase.name}: {brief(phase.results)}", flush=True)
+    return True
+
+
 def run_series(args, base: dict, logs: Path, budget: Budget) -> list[Phase]:
-    phases = [Phase("sequential", 1, sequential=True)]
-    phases[0].results = run_phase(phases[0], base, logs / "sequential", args.items)
-    print(f"sequential: {brief(phases[0].results)}", flush=True)
+    """Sequential, fishflow with doubling replicas while they pay, then --compile for the best."""
+    sequential = Phase("sequential", 1, sequential=True)
+    phases = [sequential]
+    if not attempt(sequential, base, logs / "sequential", args, budget):
+        return phases
     done: list[Phase] = []
+    stop: str | None = None
     for replicas in args.replicas:
         phase = Phase(f"fishflow x{replicas}", replicas)
         phases.append(phase)
-        reason = why_stop_doubling(done, budget) if done else None
-        if not done and phase_cost(phases[0].results) > budget.left():
-            reason = f"would not fit: {budget.left():.0f} s left"
-        if reason:
-            phase.skipped = reason
+        if done:
+            stop = stop or why_stop_doubling(done, budget)
+        elif phase_cost(sequential.results) > budget.left():
+            stop = f"would not fit: {budget.left():.0f} s left"
+        if stop:
+            phase.skipped = stop
             continue
-        phase.results = run_phase(phase, base, logs / f"fishflow-x{replicas}", args.items)
-        done.append(phase)
-        print(f"{phase.name}: {brief(phase.results)}", flush=True)
-    if not done:
-        return phases
+        if attempt(phase, base, logs / f"fishflow-x{replicas}", args, budget):
+            done.append(phase)
+        else:
+            stop = f"{phase.name} failed"
+    if done:
+        phases.append(compiled_phase(done, base, logs, args, budget))
+    return phases
+
+
+def compiled_phase(done: list[Phase], base: dict, logs: Path, args, budget: Budget) -> Phase:
     best = max(done, key=lambda p: p.results["audio_s_per_s"])
-    compiled = Phase(f"fishflow x{best.replicas} --compile", best.replicas, compile=True)
-    phases.append(compiled)
+    phase = Phase(f"fishflow x{best.replicas} --compile", best.replicas, compile=True)
     needed = phase_cost(best.results) + COMPILE_GUARD_S
     if args.no_compile:
-        compiled.skipped = "--no-compile"
+        phase.skipped = "--no-compile"
     elif needed > budget.left():
-        compiled.skipped = f"would not fit: about {needed:.0f} s needed, {budget.left():.0f} s left"
+        phase.skipped = f"would not fit: about {needed:.0f} s needed, {budget.left():.0f} s left"
     else:
-        folder = logs / f"fishflow-x{best.replicas}-compile"
-        compiled.results = run_phase(compiled, base, folder, args.items)
-        print(f"{compiled.name}: {brief(compiled.results)}", flush=True)
-    return phases
+        attempt(phase, base, logs / f"fishflow-x{best.replicas}-compile", args, budget)
+    return phase
 
 
 def brief(results: dict) -> str:
@@ -432,10 +466,11 @@ def table(phases: list[Phase], device: str) -> str:
         f"{'start-up s':>12}{'GPU busy':>14}{'x seq':>8}"
     )
     lines = [head]
-    reference = phases[0].results["audio_s_per_s"]
+    reference = phases[0].results.get("audio_s_per_s")
     for phase in phases:
         if phase.skipped:
-            lines.append(f"{phase.name:28}skipped: {phase.skipped}")
+            failed = phase.skipped.startswith("failed")
+            lines.append(f"{phase.name:28}{'' if failed else 'skipped: '}{phase.skipped}")
             continue
         r = phase.results
         memory = _or_not_measured(r["gpu_memory_per_replica_mib"], "{:.0f}")
@@ -452,7 +487,10 @@ def _or_not_measured(value, style: str) -> str:
 
 
 def check(phases: list[Phase]) -> list[str]:
-    """Every request answered, and the same audio on every side (else the comparison is void)."""
+    """Every request answered, and the same audio on every side (else the comparison is void).
+    A fishflow phase that failed (say out of GPU memory) is a result, shown in the table."""
+    if phases[0].skipped:
+        return [f"the sequential client {phases[0].skipped}: nothing to compare with"]
     problems = []
     reference = phases[0].results
     for phase in phases:
@@ -486,6 +524,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--wheels", type=Path, help="install what this Python lacks from here")
     parser.add_argument("--vendor", type=Path, help="folder of fish-speech-<commit>.tar.gz")
+    parser.add_argument(
+        "--this-python",
+        action="store_true",
+        help="tiny git sizes too: servers in this Python, as on a GPU machine (checks that path)",
+    )
     args = parser.parse_args()
     if args.items % VOICES:
         parser.error(f"--items must be a multiple of {VOICES} (one shard per voice)")
@@ -503,7 +546,7 @@ def main() -> None:
     setup["installed"] = install_missing(args.wheels, logs / "install.log") if args.wheels else []
     setup["install_s"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
-    python, source = server_install(size, args.vendor, logs)
+    python, source = server_install(size, args, logs)
     checkpoints = checkpoints_for(size, python, source, logs)
     setup["checkpoints_s"] = round(time.perf_counter() - started, 1)
     rows = common.write_rows(logs / "rows.jsonl", args.items // VOICES)
