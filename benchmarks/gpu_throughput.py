@@ -54,6 +54,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from benchmarks.gpu_kit.install import install_carried_wheels  # noqa: E402
+
+# First, before the imports below need them (on a GPU machine some may be missing).
+INSTALLED = install_carried_wheels(sys.argv) if __name__ == "__main__" else {}
+
 from benchmarks import common  # noqa: E402
 from fishflow.client import FishSpeechClient  # noqa: E402
 from fishflow.config import validate_config  # noqa: E402
@@ -118,41 +123,6 @@ class Budget:
 
 
 # --- set-up: packages, server source, checkpoints ---------------------------------------------
-
-
-def carried_requirements() -> list[tuple[str, str]]:
-    """(requirement, module) pairs of gpu_kit/requirements.txt."""
-    pairs = []
-    for line in (KIT / "requirements.txt").read_text().splitlines():
-        requirement, _, comment = line.partition("#")
-        if requirement.strip() and "import " in comment:
-            pairs.append((requirement.strip(), comment.split("import ", 1)[1].strip()))
-    return pairs
-
-
-def missing_modules(pairs: list[tuple[str, str]]) -> list[str]:
-    missing = []
-    for requirement, module in pairs:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:  # a dotted name whose parent is missing
-            found = False
-        if not found:
-            missing.append(requirement)
-    return missing
-
-
-def install_missing(wheels: Path, log: Path) -> list[str]:
-    """Install, from the carried wheels and without dependencies, what this Python lacks."""
-    missing = missing_modules(carried_requirements())
-    if missing:
-        # A distribution's Python may be marked externally managed: the kit owns this machine.
-        command = ["env", "PIP_BREAK_SYSTEM_PACKAGES=1", sys.executable, "-m", "pip", "install"]
-        command += ["--no-index", "--no-deps"]
-        common.run([*command, "--find-links", wheels, *missing], timeout=300)
-        log.write_text("installed: " + " ".join(missing) + "\n")
-        importlib.invalidate_caches()
-    return missing
 
 
 def server_install(size: Size, args, logs: Path) -> tuple[Path, Path | None]:
@@ -541,10 +511,7 @@ def main() -> None:
     logs = common.fresh_dir(args.logs.resolve())
     common.header(f"GPU kit: fishflow vs the sequential client ({args.size}, {args.device})")
     size = SIZES[args.size]
-    setup: dict = {}
-    started = time.perf_counter()
-    setup["installed"] = install_missing(args.wheels, logs / "install.log") if args.wheels else []
-    setup["install_s"] = round(time.perf_counter() - started, 1)
+    setup = dict(INSTALLED)
     started = time.perf_counter()
     python, source = server_install(size, args, logs)
     checkpoints = checkpoints_for(size, python, source, logs)

@@ -86,8 +86,9 @@ REAL_SHAPES = {
         )
     },
 }
-# Ids before the control and semantic tokens, so those get their real ids and the vocabulary (and
-# so the output head) its real size; the extra ids are never produced by the kit's short texts.
+# BPE entries before the control and semantic tokens, so that the vocabulary (and so the output
+# head) has its real size: S1-mini stand-in 155,754 ids; s2-pro 155,786 against the real 155,776
+# (the source's control tokens differ in number). The kit's short texts use few of them.
 IDS_BEFORE_CONTROL = {"s1-mini": QWEN_BPE_TOKENS, "s2-pro": S2_IDS_BEFORE_SEMANTIC}
 
 
@@ -122,13 +123,32 @@ def s1_tokenizer_of_size(count: int):
     return write
 
 
-def s2_special_tokens_after(count: int):
-    """builder.special_tokens behind `count - 256` filler tokens: the Hugging Face tokenizer of
-    builder.write_s2_tokenizer adds them after its 256 byte tokens, so the control and semantic
-    tokens start at id `count`."""
-    original = builder.special_tokens
-    fillers = [f"<|fishflow_filler:{i}|>" for i in range(count - 256)]
-    return lambda codebook_size: fillers + original(codebook_size)
+def s2_tokenizer_of_size(count: int):
+    """builder.write_s2_tokenizer with `count` entries in the byte-level BPE vocabulary instead of
+    256 (as many added special tokens would make Hugging Face tokenizers take minutes to save
+    and every server minutes to load them)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    def write(dest: Path, codebook_size: int):
+        alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+        # Byte-level strings of 2 and 3 symbols: distinct, and never merged (no merges).
+        fillers = (
+            "".join(chars) for n in (2, 3) for chars in itertools.product(alphabet, repeat=n)
+        )
+        vocab = alphabet + list(itertools.islice(fillers, count - len(alphabet)))
+        core = Tokenizer(models.BPE(vocab={text: i for i, text in enumerate(vocab)}, merges=[]))
+        core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        core.decoder = decoders.ByteLevel()
+        PreTrainedTokenizerFast(
+            tokenizer_object=core,
+            eos_token=builder.fish_tokenizer.EOS_TOKEN,
+            pad_token=builder.fish_tokenizer.PAD_TOKEN,
+            additional_special_tokens=builder.special_tokens(codebook_size),
+        ).save_pretrained(dest)
+        return builder.fish_tokenizer.FishTokenizer.from_pretrained(str(dest))
+
+    return write
 
 
 def main(dest: str, generation: str, shape: str, codec_config_name: str) -> None:
@@ -138,7 +158,7 @@ def main(dest: str, generation: str, shape: str, codec_config_name: str) -> None
         if generation == "s1":
             builder.write_s1_tokenizer = s1_tokenizer_of_size(count)
         else:
-            builder.special_tokens = s2_special_tokens_after(count)
+            builder.write_s2_tokenizer = s2_tokenizer_of_size(count)
         # Real-size weights in bf16 (the servers' precision): half the bytes and build time.
         torch.set_default_dtype(torch.bfloat16)
     builder.main(dest, generation, shape, codec_config_name)
