@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "benchmarks"
 BIN = Path(sys.executable).parent
 VOICES = sorted((REPO / "resources" / "demo" / "voices").glob("*.wav"))
+SAMPLE_RATE = 44100
+HOP = 2048  # codec samples per semantic token (44.1 kHz, about 21.5 tokens per second)
 WORDS = "the quick brown fox jumps over a lazy dog while seven bright stars shine above".split()
 
 
@@ -189,3 +191,15 @@ def sequential_requests(client, plan: Plan, config: dict, out: Path) -> dict[str
 def read_wav_rate(data: bytes) -> int:
     """The sample rate field of a canonical 44-byte WAV header."""
     return int.from_bytes(data[24:28], "little")
+
+
+def random_model_validation(max_new_tokens: int) -> dict:
+    """Validation for random weights, which never sample their end token: every item is exactly
+    max_new_tokens - 1 frames, whatever its text."""
+    seconds = (max_new_tokens - 1) * HOP / SAMPLE_RATE
+    return {
+        "min_duration_s": seconds - 0.01,
+        "max_duration_s": seconds + 0.01,
+        "min_seconds_per_char": 0.0,
+        "retries": 0,
+    }

@@ -70,8 +70,7 @@ from fishflow.plan import Plan  # noqa: E402
 from tests.tooling import fish_speech_env  # noqa: E402
 
 KIT = Path(__file__).resolve().parent / "gpu_kit"
-SAMPLE_RATE = 44100
-HOP = 2048  # codec samples per frame (44.1 kHz): every size's codec (tiny yaml, modded_dac_vq)
+SAMPLE_RATE, HOP = common.SAMPLE_RATE, common.HOP  # every size's codec: 2048 samples a frame
 SEED = 42
 VOICES = 2
 MIN_GAIN = 1.10  # a doubling of replicas that gains less than 10 % ends the series
@@ -176,7 +175,6 @@ def checkpoints_for(size: Size, python: Path, source: Path | None, logs: Path) -
 
 
 def base_config(args, root: Path, rows: Path, python: Path, source, checkpoints: Path) -> dict:
-    seconds = (args.max_new_tokens - 1) * HOP / SAMPLE_RATE  # random weights never stop early
     return validate_config(
         {
             "output_dir": str(root / "fishflow"),
@@ -184,12 +182,7 @@ def base_config(args, root: Path, rows: Path, python: Path, source, checkpoints:
             "voices": common.voices(VOICES),
             "shard_size": args.items,  # one shard per voice, as many items as the run
             "generation": {"max_new_tokens": args.max_new_tokens, "seed": SEED},
-            "validation": {
-                "min_duration_s": seconds - 0.01,
-                "max_duration_s": seconds + 0.01,
-                "min_seconds_per_char": 0.0,
-                "retries": 0,
-            },
+            "validation": common.random_model_validation(args.max_new_tokens),
             "server": {
                 "backend": "fish-speech",
                 "replicas": 1,

@@ -36,26 +36,19 @@ from fishflow.registration import register_voices  # noqa: E402
 from fishflow.voices import load_voices  # noqa: E402
 from tests.tooling import fish_speech_env  # noqa: E402
 
-SAMPLE_RATE = 44100
-HOP = 2048  # codec samples per semantic token (44.1 kHz, about 21.5 tokens per second)
+SAMPLE_RATE, HOP = common.SAMPLE_RATE, common.HOP
 LANG = "en"
 SEED = 42
 TIMEOUT_S = 1800
 
 
 def config(root: Path, rows: Path, voices: dict, checkpoints: Path, args) -> dict:
-    seconds = (args.max_new_tokens - 1) * HOP / SAMPLE_RATE  # the tiny model never stops early
     return {
         "output_dir": str(root / "fishflow"),
         "inputs": {LANG: str(rows)},
         "voices": voices,
         "generation": {"max_new_tokens": args.max_new_tokens, "seed": SEED},
-        "validation": {
-            "min_duration_s": seconds - 0.01,
-            "max_duration_s": seconds + 0.01,
-            "min_seconds_per_char": 0.0,
-            "retries": 0,
-        },
+        "validation": common.random_model_validation(args.max_new_tokens),
         "server": {
             "backend": "fish-speech",
             "replicas": args.replicas,
