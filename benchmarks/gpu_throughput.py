@@ -314,9 +314,6 @@ def run_phase(phase: Phase, base: dict, folder: Path, items: int, budget: Budget
 
 def summarise(record: dict, startup_wall_s, generation_s, produced: dict, items: int) -> dict:
     gpu = record["gpu"]
-    per_replica = [
-        mib for g in gpu.get("gpus", ()) for mib in g["replica_memory_peak_mib"].values()
-    ]
     return {
         **produced,
         "items": items,
@@ -326,12 +323,24 @@ def summarise(record: dict, startup_wall_s, generation_s, produced: dict, items:
         "startup_s": max((s.get("startup_s") or 0) for s in record["starts"]),
         "startup_wall_s": round(startup_wall_s, 3),
         "gpu_busy": gpu.get("busy_fraction") if gpu["measured"] else None,
-        "gpu_memory_per_replica_mib": max(per_replica) if per_replica else None,
+        "gpu_memory_per_replica_mib": memory_per_replica(gpu, record["replicas"]),
         "gpu_memory_total_mib": max(
             (g["memory_total_mib"] for g in gpu.get("gpus", ())), default=None
         ),
         "gpu": gpu,
     }
+
+
+def memory_per_replica(gpu: dict, replicas: int) -> float | None:
+    """The largest replica's peak GPU memory (NVML, by server pid); where NVML shows other pids
+    (a container's pid namespace), the GPU's peak divided by the replicas (this machine runs
+    nothing else on it)."""
+    gpus = gpu.get("gpus", ())
+    per_replica = [mib for g in gpus for mib in g["replica_memory_peak_mib"].values()]
+    if per_replica:
+        return max(per_replica)
+    peaks = [g["memory_peak_mib"] for g in gpus if g["memory_peak_mib"] is not None]
+    return max(peaks) / replicas if peaks else None
 
 
 # --- the series --------------------------------------------------------------------------------
