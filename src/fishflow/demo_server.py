@@ -101,6 +101,8 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict = field(default_factory=dict)
+    # A streamed body: sent with chunked transfer encoding, as the real server's streaming one.
+    chunked: bool = False
     # Emulates a streaming response whose generator fails: 200 headers, then a cut connection.
     abort: bool = False
 
@@ -547,9 +549,15 @@ class DemoApp:
             methods = self.routes.get(req.path)
             if methods is None:
                 raise HTTPError(404, None)
+            # The real server checks the method of its one class-based view (health) before the
+            # API key, and that of every other route after it. A 405 has an empty body.
+            key_first = req.path != "/v1/health"
+            if key_first:
+                self.check_token(req)
             if req.method not in methods:
-                raise HTTPError(405, None, {"Allow": ", ".join(methods)})
-            self.check_token(req)
+                return Response(405, headers={"Allow": ", ".join(methods)})
+            if not key_first:
+                self.check_token(req)
             with self.lock:
                 return methods[req.method](req)
         except HTTPError as exc:
@@ -590,7 +598,7 @@ class DemoApp:
             raise
         headers = {"Content-Disposition": f"attachment; filename=audio.{params['format']}"}
         if params["streaming"]:  # the real server drops the WAV header it builds
-            return Response(200, samples.tobytes(), "audio/wav", headers)
+            return Response(200, samples.tobytes(), "audio/wav", headers, chunked=True)
         try:
             body = encode_audio(samples, params["format"])
         except Exception:
@@ -757,13 +765,19 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", response.content_type)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        if response.abort:
+        if response.chunked or response.abort:
             self.send_header("Transfer-Encoding", "chunked")
-            self.close_connection = True
         else:
             self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        self.wfile.write(response.body)
+        if response.abort:
+            self.close_connection = True  # before the last chunk: the client sees a cut stream
+        elif response.chunked:
+            body = response.body
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body) if body else b"")
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(response.body)
         self.wfile.flush()
         if self.server.request_log is not None:
             self.server.request_log.write(self.log_entry(req, response, time.monotonic() - start))

@@ -223,7 +223,6 @@ class Supervisor:
         env = {**os.environ, **launch.env}
         if replica.cuda is not None:
             env["CUDA_VISIBLE_DEVICES"] = replica.cuda
-        shown = ["***" if arg == self.api_key else arg for arg in launch.command]
         print(
             f"fishflow: [{replica.tag}] starting {self.server['backend']} server on "
             f"{self.info['host']}:{port} in {replica.workdir} (Slurm job "
@@ -232,7 +231,7 @@ class Supervisor:
             flush=True,
         )
         with open(replica.log, "a", encoding="utf-8") as output:
-            output.write("fishflow: command: " + " ".join(shown) + "\n")
+            output.write("fishflow: command: " + " ".join(launch.command) + "\n")
             output.flush()
             replica.process = subprocess.Popen(
                 launch.command,

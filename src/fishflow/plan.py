@@ -160,9 +160,12 @@ class Plan:
         self.base_seed = config["generation"]["seed"]
         self.params = {key: config["generation"][key] for key in GENERATION_KEYS}
         self.backend = get_backend(config["server"])
+        # Preflight first: the generation (S1, S2) of a checkpoint folder that holds neither is
+        # unknown, and the language list and model id follow the generation.
+        self.backend.preflight(config["server"])
+        self.generation = self.backend.generation(config["server"])
         self.model_id = self.backend.model_id(config["server"])
         self._check_languages(config["inputs"])
-        self.backend.preflight(config["server"])
         self.voices: dict[str, Voice] = load_voices(config["voices"], config["validation"])
         max_chars = config["generation"]["max_text_chars"]
         self.rows: dict[str, list[Row]] = {
@@ -177,11 +180,13 @@ class Plan:
         }
 
     def _check_languages(self, inputs: dict) -> None:
-        unknown = sorted(set(inputs) - self.backend.languages)
+        supported = self.backend.languages(self.config["server"])
+        unknown = sorted(set(inputs) - supported)
         if unknown:
+            model = f" with model {self.generation}" if self.generation else ""
             raise ConfigError(
                 f"config key inputs: language(s) {unknown} not supported by backend "
-                f"{self.backend.name!r} (supported: {sorted(self.backend.languages)})"
+                f"{self.backend.name!r}{model} (supported: {sorted(supported)})"
             )
 
     def _assign(self, mode: str) -> dict[tuple[str, str], list[int]]:

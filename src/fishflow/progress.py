@@ -52,10 +52,11 @@ def summary_text(plan: Plan) -> str:
     gpu_hours = (
         items_todo * estimate["seconds_per_item"] + jobs * estimate["server_startup_s"]
     ) / 3600
+    model = f", model {plan.generation}" if plan.generation else ""
     return (
         f"fishflow plan: {len(languages)} language(s) {languages} x {len(voices)} voice(s) "
         f"{voices} -> {len(todo)} shard(s) of up to {plan.shard_size} items; "
-        f"backend {plan.backend.name} ({plan.model_id})\n"
+        f"backend {plan.backend.name}{model} ({plan.model_id})\n"
         f"fishflow plan: items: {total} total, {total - items_todo} done, {items_todo} to do\n"
         f"fishflow plan: generation jobs (one server start each, one Slurm job on a cluster): "
         f"{jobs} of up to {plan.shards_per_job} shards; estimated GPU-hours: {gpu_hours:.2f} "

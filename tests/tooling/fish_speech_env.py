@@ -21,6 +21,7 @@ sessions can share one built env; builds are serialised with flock. From the rep
     python -m tests.tooling.fish_speech_env ensure [VERSION]           # build or reuse; python
     python -m tests.tooling.fish_speech_env path                       # its python (no build)
     python -m tests.tooling.fish_speech_env checkpoints DIR [VERSION]  # tiny checkpoints; flags
+        [--shape NAME]  # another size of the same architecture (SHAPES in tiny_checkpoints.py)
 
 VERSION: 0.1.0 (default), d3df505 or 3dd1f85.
 """
@@ -285,12 +286,13 @@ def _download_source(version: ServerVersion, tried: list[str]) -> Path:
 def prepared_source(version: ServerVersion) -> Path:
     """The version's source extracted into the cache with its tiny codec yaml in configs/;
     reused while the source and the yaml are unchanged."""
-    origin = locate_source(version)
-    codec_yaml = RECIPE_DIR / f"{version.codec_config_name}.yaml"
-    key = hashlib.sha256(_content_hash(origin).encode() + codec_yaml.read_bytes()).hexdigest()
-    folder = SOURCE_DIR / f"{version.name}-{key[:16]}"
     SOURCE_DIR.mkdir(parents=True, exist_ok=True)
+    # Locked from the start: concurrent sessions must not download into one file either.
     with _exclusive_lock(CACHE_DIR / ".lock"):
+        origin = locate_source(version)
+        codec_yaml = RECIPE_DIR / f"{version.codec_config_name}.yaml"
+        key = hashlib.sha256(_content_hash(origin).encode() + codec_yaml.read_bytes())
+        folder = SOURCE_DIR / f"{version.name}-{key.hexdigest()[:16]}"
         if not folder.is_dir():
             partial = Path(tempfile.mkdtemp(dir=SOURCE_DIR, prefix=".partial-"))
             try:
@@ -513,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.add_parser("path", help="print the server venv's python (no build)")
     checkpoints = commands.add_parser("checkpoints", help="write tiny checkpoints into DIR")
     checkpoints.add_argument("dir", type=Path)
+    checkpoints.add_argument("--shape", default="tiny", help="a SHAPES key of tiny_checkpoints.py")
     for command in (ensure, checkpoints):
         command.add_argument("version", nargs="?", choices=VERSIONS, default=PYPI_0_1_0.name)
     args = parser.parse_args(argv)
@@ -523,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "path":
             print(env_python())
         else:
-            flags = build_tiny_checkpoints(args.dir.resolve(), VERSIONS[args.version])
+            flags = build_tiny_checkpoints(args.dir.resolve(), VERSIONS[args.version], args.shape)
             print(json.dumps(flags, indent=2))
     except FishSpeechEnvError as error:
         sys.exit(f"error: {error}")

@@ -29,7 +29,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 SEED = 0
-# DualARModelArgs per generation and size (the vocabulary size comes from the tokenizer).
+# DualARModelArgs per generation and size. vocab_size defaults to what the byte-level tokenizer
+# uses; a real-size shape sets the real one (unused rows cost what they cost in the real model).
 # max_seq_len must exceed 2048 + prompt: generate_long rejects prompts over max_seq_len - 2048.
 TINY_DUAL_AR = dict(
     n_layer=2,
@@ -126,8 +127,9 @@ def make_end_token_unreachable(model: DualARTransformer, end_id: int) -> None:
 def build_s1_llama(dest: Path, shape: dict) -> None:
     tokenizer = write_s1_tokenizer(dest, shape["codebook_size"])
     vocab_size = tokenizer.vocab_size + tokenizer.num_special_tokens
+    config = DualARModelArgs(**{"vocab_size": vocab_size, **shape})
     torch.manual_seed(SEED)
-    model = DualARTransformer(DualARModelArgs(vocab_size=vocab_size, **shape), tokenizer=tokenizer)
+    model = DualARTransformer(config, tokenizer=tokenizer)
     make_end_token_unreachable(model, tokenizer.get_token_id(fish_tokenizer.IM_END_TOKEN))
     model.save_pretrained(dest)
 
@@ -137,10 +139,9 @@ def build_s2_llama(dest: Path, shape: dict) -> None:
 
     tokenizer = write_s2_tokenizer(dest, shape["codebook_size"])
     config = DualARModelArgs(
-        vocab_size=len(tokenizer._tokenizer),
+        **{"vocab_size": len(tokenizer._tokenizer), **shape},
         semantic_begin_id=tokenizer.semantic_begin_id,
         semantic_end_id=tokenizer.semantic_end_id,
-        **shape,
     )
     torch.manual_seed(SEED)
     model = DualARTransformer(config)

@@ -3,6 +3,7 @@ Nothing here touches the network: the download itself is replaced."""
 
 import hashlib
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -76,24 +77,29 @@ def test_missing_files_are_named_with_the_config_key(tmp_path):
         check_files(fish)
     message = str(error.value)
     assert "server.fish_speech.checkpoint_dir" in message
-    for name in ("model.pth", "special_tokens.json", "codec.pth"):
-        assert str(tmp_path / "ckpt" / name) in message
-    assert "config.json" not in message
+    s1_needs = message.split("S1 (OpenAudio S1 / S1-mini) needs ")[1].split(";")[0]
+    assert s1_needs == f"model.pth, special_tokens.json, {tmp_path / 'ckpt' / 'codec.pth'}"
+    assert "config.json" not in re.split(r"[ ,;]+", message)
     with pytest.raises(ConfigError, match="model.pth"):
         provide(fish, tmp_path / "checkpoint.json")
     assert not (tmp_path / "checkpoint.json").exists()
+
+    write_checkpoint(tmp_path / "ckpt", names=S1_CHECKPOINT_FILES)
+    with pytest.raises(ConfigError, match="checkpoint files missing: .*codec.pth$"):
+        check_files(fish)
 
 
 def test_download_only_when_asked_and_the_folder_is_absent(tmp_path, monkeypatch):
     calls = []
 
-    def fake_download(local_dir):
+    def fake_download(local_dir, repo_id):
         calls.append(local_dir)
+        assert repo_id == "fishaudio/openaudio-s1-mini"
         write_checkpoint(local_dir)
 
     monkeypatch.setattr(checkpoints, "download", fake_download)
     output = tmp_path / "checkpoint.json"
-    with pytest.raises(ConfigError, match="checkpoint files missing"):
+    with pytest.raises(ConfigError, match="not a directory"):
         provide(fish_config(tmp_path)["fish_speech"], output)
     assert calls == []
 
@@ -114,7 +120,7 @@ def test_download_fetches_s1_mini_and_renames_it_when_complete(tmp_path, monkeyp
 
     hub = types.SimpleNamespace(snapshot_download=snapshot_download)
     monkeypatch.setitem(sys.modules, "huggingface_hub", hub)
-    checkpoints.download(tmp_path / "ckpt")
+    checkpoints.download(tmp_path / "ckpt", "fishaudio/openaudio-s1-mini")
     assert calls == [("fishaudio/openaudio-s1-mini", str(tmp_path / "ckpt.partial"))]
     assert (tmp_path / "ckpt" / "model.pth").is_file()
     assert not (tmp_path / "ckpt.partial").exists()
@@ -123,7 +129,7 @@ def test_download_fetches_s1_mini_and_renames_it_when_complete(tmp_path, monkeyp
 def test_download_without_huggingface_hub_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails
     with pytest.raises(FishflowError, match="pip install huggingface_hub"):
-        checkpoints.download(tmp_path / "ckpt")
+        checkpoints.download(tmp_path / "ckpt", "fishaudio/s2-pro")
     assert not (tmp_path / "ckpt").exists()
 
 
@@ -142,3 +148,21 @@ def test_preflight_names_the_missing_environment_and_checkpoint(tmp_path):
         backend.preflight(fish_config(tmp_path, download=True, **python))
     write_checkpoint(tmp_path / "ckpt")
     backend.preflight(fish_config(tmp_path, **python))
+
+
+def test_s1_model_id_stays_byte_for_byte_what_existing_runs_fingerprinted(tmp_path):
+    """Pinned from the formula before S2 support: a different S1 id would re-speak every
+    finished S1 run. The sizes hash covers (file name, size) of every loaded file."""
+    backend = FishSpeechBackend()
+    write_checkpoint(tmp_path / "ckpt")
+    assert (
+        backend.model_id(fish_config(tmp_path)) == "fish-speech/ckpt/421d11c79678/cuda/bf16/eager"
+    )
+    flags = {"half": True, "compile": True, "device": "cpu"}
+    assert (
+        backend.model_id(fish_config(tmp_path, **flags))
+        == "fish-speech/ckpt/421d11c79678/cpu/fp16/compile"
+    )
+    # Not there yet (say, before its download): every size counts as -1.
+    absent = fish_config(tmp_path / "absent", download=True)
+    assert backend.model_id(absent) == "fish-speech/ckpt/4d1c590845a0/cuda/bf16/eager"

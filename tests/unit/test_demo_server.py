@@ -229,6 +229,9 @@ def test_streaming_wav_is_raw_pcm_without_header(server):
     samples, _ = read_wav(tts(server, text="Streaming test."))
     streamed = tts(server, text="Streaming test.", streaming=True)
     assert streamed.status_code == 200 and not streamed.content.startswith(b"RIFF")
+    # Chunked like the real servers' StreamResponse, and complete (a terminating chunk).
+    assert streamed.headers["Transfer-Encoding"] == "chunked"
+    assert "Content-Length" not in streamed.headers
     assert np.array_equal(np.frombuffer(streamed.content, dtype="<i2"), samples)
 
 
@@ -399,6 +402,23 @@ def test_api_key_guards_every_route(secured):
     body = {"text": "With a key."}
     spoken = requests.post(f"{secured.url}/v1/tts", json=body, headers=right, timeout=TIMEOUT)
     assert spoken.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "key", "status"),
+    [
+        ("GET", "/v1/tts", None, 401),  # a route's key check comes before its method check
+        ("GET", "/v1/tts", "s3cret", 405),
+        ("PUT", "/v1/health", None, 405),  # health checks its method first
+        ("GET", "/v1/nowhere", None, 404),  # an unknown path, before any key check
+    ],
+)
+def test_routing_order(secured, method, path, key, status):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = requests.request(method, secured.url + path, headers=headers, timeout=TIMEOUT)
+    assert response.status_code == status
+    if status == 405:
+        assert response.content == b"" and response.headers["Allow"]
 
 
 def test_tone_engine_is_audible_unclipped_and_proportional(secured):

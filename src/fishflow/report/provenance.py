@@ -64,6 +64,7 @@ def provenance(config: dict, items: list[dict], out: Path) -> dict:
     server = config["server"]
     fish_speech = server.get("fish_speech") or {}
     real = server["backend"] == "fish-speech"
+    recorded = checkpoint(out)
     return {
         "fishflow_commit": fishflow_commit(),
         "config_sha256": config_sha256(config),
@@ -74,8 +75,10 @@ def provenance(config: dict, items: list[dict], out: Path) -> dict:
             voice: sha256_file(Path(spec["audio"]))
             for voice, spec in sorted(config["voices"].items())
         },
-        "checkpoint": checkpoint(out),
+        "checkpoint": recorded,
         "backend": server["backend"],
+        # As the checkpoint rule found it in the files that the servers loaded.
+        "model_generation": _generation(recorded),
         "models": sorted({item["backend"] for item in items if item.get("backend")}),
         "server_flags": {
             "compile": fish_speech.get("compile") if real else None,
@@ -83,3 +86,10 @@ def provenance(config: dict, items: list[dict], out: Path) -> dict:
         },
         "environment": environment(),
     }
+
+
+def _generation(recorded: dict | None) -> str | None:
+    """ "S2 (Fish Audio S2)"; None for the demo (no checkpoint), or a record from before S2."""
+    if not recorded or "generation" not in recorded:
+        return None
+    return f"{recorded['generation']} ({recorded['generation_title']})"

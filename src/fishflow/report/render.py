@@ -156,6 +156,7 @@ def render_html(report: dict, items: list[dict], out: Path) -> str:
         ("references sha256", prov["references_sha256"]),
         ("checkpoint", prov["checkpoint"]),
         ("backend", prov["backend"]),
+        ("model generation", prov["model_generation"] or "none"),
         ("models", ", ".join(prov["models"])),
         ("server flags", prov["server_flags"]),
         (

@@ -1,0 +1,74 @@
+"""The whole workflow through the REAL git servers (d3df505, S1; 3dd1f85, S2), one run each plus
+two resumes: the launcher with 2 replicas, voices registered and verified over HTTP, generation,
+validation, manifests and report; a second run that speaks nothing; a changed reference that
+regenerates exactly that voice. Each server start takes 30-60 s here: runs are few."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.fishspeech.conftest import assert_complete_output, fish_project, sha
+from tests.helpers import write_wav
+from tests.workflow_runner import Project, assert_ok
+
+pytestmark = pytest.mark.fishspeech
+
+REPLICAS = 2
+RUN_TIMEOUT_S = 600
+
+
+def launcher_log(project: Project) -> str:
+    return "".join(p.read_text() for p in sorted((project.out / "logs" / "server").rglob("*.log")))
+
+
+def stamps(project: Project) -> dict[str, int]:
+    """Each WAV's modification time: regenerated files are rewritten even where random weights
+    make the new audio identical (d3df505's does not depend on the reference)."""
+    return {name: path.stat().st_mtime_ns for name, path in project.wavs().items()}
+
+
+def assert_voices_registered_over_http(project: Project, log: str) -> None:
+    for replica in range(REPLICAS):
+        ready = rf"\[r{replica}\] server ready at .* 2 voice\(s\) verified \(http registry\)"
+        assert re.search(ready, log), log[-3000:]
+    # What the server's add stored: the upload, byte-identical, under fixed names.
+    workdirs = sorted((project.out / "work" / "servers").glob(f"*/r{REPLICAS - 1}"))
+    assert workdirs, "no replica working directory"
+    for voice, spec in project.config["voices"].items():
+        folder = workdirs[-1] / "references" / voice
+        assert sha(folder / "sample.wav") == sha(Path(spec["audio"]))
+        assert (folder / "sample.lab").read_text() == spec["text"]
+
+
+def assert_report(project: Project) -> None:
+    report = project.out / "report"
+    assert all((report / name).stat().st_size > 0 for name in ("index.html", "items.csv"))
+
+
+def test_workflow_through_a_git_server(git_fish_speech, tmp_path):
+    project = fish_project(tmp_path, git_fish_speech)
+    project.config["server"]["replicas"] = REPLICAS
+    assert_ok(project.run(timeout=RUN_TIMEOUT_S))
+    log = launcher_log(project)
+    assert_voices_registered_over_http(project, log)
+    assert "Finished server process" in log  # stopped cleanly when its shards were done
+    assert_complete_output(project)
+    assert_report(project)
+
+    # Resume with nothing to do: no server starts, no file is rewritten.
+    before = stamps(project)
+    again = project.run(timeout=RUN_TIMEOUT_S)
+    assert_ok(again)
+    assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
+    assert stamps(project) == before and launcher_log(project) == log
+
+    # A changed reference regenerates exactly that voice's items.
+    write_wav(Path(project.config["voices"]["bob"]["audio"]), freq=400, seconds=2.5)
+    assert_ok(project.run(timeout=RUN_TIMEOUT_S))
+    after = stamps(project)
+    assert {name for name in before if after[name] != before[name]} == {
+        name for name in before if "/bob/" in name
+    }
+    assert_complete_output(project)
+    assert_report(project)
