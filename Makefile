@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fishflow-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean gpu-wheels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 	$(BIN)/snakefmt Snakefile workflow/rules
+
+# The wheels the GPU kit carries (benchmarks/gpu_throughput.py --wheels .whl): Python 3.12,
+# manylinux x86_64, only what a machine with torch, torchaudio, transformers and lightning lacks.
+gpu-wheels: $(STAMP)
+	PIP="$(BIN)/python -m pip" bash benchmarks/gpu_kit/build_wheels.sh .whl
 
 clean:
 	rm -rf results/demo .snakemake

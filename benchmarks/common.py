@@ -6,6 +6,7 @@ Generated inputs live under .cache/benchmarks/ (ignored by git), so a fresh clon
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -20,10 +21,15 @@ from pathlib import Path
 
 import yaml
 
+from fishflow.generate import tts_payload
+from fishflow.plan import GENERATION_KEYS, Plan
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "benchmarks"
 BIN = Path(sys.executable).parent
 VOICES = sorted((REPO / "resources" / "demo" / "voices").glob("*.wav"))
+SAMPLE_RATE = 44100
+HOP = 2048  # codec samples per semantic token (44.1 kHz, about 21.5 tokens per second)
 WORDS = "the quick brown fox jumps over a lazy dog while seven bright stars shine above".split()
 
 
@@ -163,3 +169,37 @@ def fresh_dir(path: Path) -> Path:
 def read_jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def sequential_requests(client, plan: Plan, config: dict, out: Path) -> dict[str, tuple]:
+    """The loop users write by hand: every item of the plan, one request at a time, the reference
+    re-encoded on every request (`use_memory_cache: off`), each WAV written before the next
+    request. Returns voice/id -> (sha256, audio seconds) of 16-bit mono WAVs."""
+    params = {key: config["generation"][key] for key in GENERATION_KEYS}
+    out.mkdir(parents=True, exist_ok=True)
+    wavs = {}
+    for key in plan.shard_keys():
+        for item in plan.shard(*key).items:
+            payload = {**tts_payload(item, item.seed, params), "use_memory_cache": "off"}
+            data = client.tts(payload)
+            (out / f"{item.voice}-{item.id}.wav").write_bytes(data)
+            seconds = (len(data) - 44) / 2 / read_wav_rate(data)
+            wavs[f"{item.voice}/{item.id}"] = (hashlib.sha256(data).hexdigest(), seconds)
+    return wavs
+
+
+def read_wav_rate(data: bytes) -> int:
+    """The sample rate field of a canonical 44-byte WAV header."""
+    return int.from_bytes(data[24:28], "little")
+
+
+def random_model_validation(max_new_tokens: int) -> dict:
+    """Validation for random weights, which never sample their end token: every item is exactly
+    max_new_tokens - 1 frames, whatever its text."""
+    seconds = (max_new_tokens - 1) * HOP / SAMPLE_RATE
+    return {
+        "min_duration_s": seconds - 0.01,
+        "max_duration_s": seconds + 0.01,
+        "min_seconds_per_char": 0.0,
+        "retries": 0,
+    }

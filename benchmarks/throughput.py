@@ -20,7 +20,6 @@ per second, and fishflow / sequential.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -32,32 +31,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from fishflow.client import FishSpeechClient  # noqa: E402
 from fishflow.config import validate_config  # noqa: E402
-from fishflow.generate import tts_payload  # noqa: E402
-from fishflow.plan import GENERATION_KEYS, Item, item_seed  # noqa: E402
+from fishflow.plan import Plan  # noqa: E402
 from fishflow.registration import register_voices  # noqa: E402
 from fishflow.voices import load_voices  # noqa: E402
 from tests.tooling import fish_speech_env  # noqa: E402
 
-SAMPLE_RATE = 44100
-HOP = 2048  # codec samples per semantic token (44.1 kHz, about 21.5 tokens per second)
+SAMPLE_RATE, HOP = common.SAMPLE_RATE, common.HOP
 LANG = "en"
 SEED = 42
 TIMEOUT_S = 1800
 
 
 def config(root: Path, rows: Path, voices: dict, checkpoints: Path, args) -> dict:
-    seconds = (args.max_new_tokens - 1) * HOP / SAMPLE_RATE  # the tiny model never stops early
     return {
         "output_dir": str(root / "fishflow"),
         "inputs": {LANG: str(rows)},
         "voices": voices,
         "generation": {"max_new_tokens": args.max_new_tokens, "seed": SEED},
-        "validation": {
-            "min_duration_s": seconds - 0.01,
-            "max_duration_s": seconds + 0.01,
-            "min_seconds_per_char": 0.0,
-            "retries": 0,
-        },
+        "validation": common.random_model_validation(args.max_new_tokens),
         "server": {
             "backend": "fish-speech",
             "replicas": args.replicas,
@@ -92,8 +83,8 @@ def run_fishflow(cfg: dict, path: Path) -> dict:
     }
 
 
-def run_sequential(cfg: dict, rows: list[dict], root: Path, checkpoints: Path) -> dict:
-    """The loop users write by hand, against one server started the way fishflow starts one."""
+def run_sequential(cfg: dict, root: Path, checkpoints: Path) -> dict:
+    """The sequential client, against one server started the way fishflow starts one."""
     fish = cfg["server"]["fish_speech"]
     flags = {
         "llama_checkpoint_path": str(checkpoints),
@@ -107,24 +98,14 @@ def run_sequential(cfg: dict, rows: list[dict], root: Path, checkpoints: Path) -
         voices = [v.spec() for v in load_voices(cfg["voices"], cfg["validation"]).values()]
         register_voices(client, server.workdir, voices)
         generation_started = time.perf_counter()
-        wavs, samples = {}, 0
-        params = {key: cfg["generation"][key] for key in GENERATION_KEYS}
-        for voice in cfg["voices"]:
-            for row in rows:
-                item = Item(LANG, voice, row["id"], row["text"], 0, "")
-                seed = item_seed(SEED, LANG, voice, row["id"])
-                payload = {**tts_payload(item, seed, params), "use_memory_cache": "off"}
-                data = client.tts(payload)
-                (out / f"{voice}-{row['id']}.wav").write_bytes(data)
-                wavs[f"{voice}/{row['id']}"] = hashlib.sha256(data).hexdigest()
-                samples += (len(data) - 44) // 2
+        wavs = common.sequential_requests(client, Plan(cfg), cfg, out)
         finished = time.perf_counter()
     return {
         "wall_s": finished - started,
         "generation_s": finished - generation_started,
         "startup_s": server.start_seconds,
-        "wavs": wavs,
-        "audio_s": samples / SAMPLE_RATE,
+        "wavs": {key: digest for key, (digest, _) in wavs.items()},
+        "audio_s": sum(seconds for _, seconds in wavs.values()),
     }
 
 
@@ -140,7 +121,6 @@ def main() -> None:
     root = common.fresh_dir(common.CACHE / "throughput")
     checkpoints = fish_speech_env.cached_tiny_checkpoints()
     rows_path = common.write_rows(root / "rows.jsonl", args.rows)
-    rows = common.read_jsonl(rows_path)
     cfg = validate_config(config(root, rows_path, common.voices(2), checkpoints, args))
     print(
         f"items: {args.rows} sentences x 2 voices = {2 * args.rows}, "
@@ -148,7 +128,7 @@ def main() -> None:
         flush=True,
     )
 
-    sequential = run_sequential(cfg, rows, root, checkpoints)
+    sequential = run_sequential(cfg, root, checkpoints)
     fishflow = run_fishflow(cfg, root / "config.json")
     same = sum(sequential["wavs"][key] == digest for key, digest in fishflow["wavs"].items())
 

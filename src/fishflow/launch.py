@@ -8,6 +8,10 @@ health-checked, given the voices and verified before the endpoint file lists it 
 consumers re-read that file to follow replicas that come and go. A replica that dies after it
 was ready is restarted (`server.max_restarts`); one that fails to start is not: a bad checkpoint
 or flag fails the same way again. When every replica has failed the file carries the error.
+
+Beside its log the launcher keeps a structured record, `<log stem>.json` (RECORD_SCHEMA): per
+launcher run (a rerun of the batch appends one) its replicas' starts and start-up seconds, and
+the GPUs' busy fraction and memory (fishflow.gpu_usage). The report reads that, not the log.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .backends import Launch, get_backend
 from .client import FishSpeechClient
 from .endpoint import log_tail
 from .errors import FishflowError, PermanentError, TransientError
+from .gpu_usage import sampler_for
 from .registration import register_voices
 
 LOOPBACK = "127.0.0.1"
@@ -40,6 +45,7 @@ STOP_GRACE_S = 5  # a server has nothing to save: SIGKILL after this
 FATAL_SETTLE_S = 1.0
 MONITOR_S = 0.2
 PR_SET_PDEATHSIG = 1
+RECORD_SCHEMA = "fishflow-servers/1"
 
 
 def free_loopback_port() -> int:
@@ -59,6 +65,25 @@ def replica_devices(server: dict, visible: str | None) -> list[str | None]:
     if not gpus:
         return [None] * count
     return [gpus[(index // per_gpu) % len(gpus)] for index in range(count)]
+
+
+def server_device(server: dict) -> str:
+    """Where the servers compute: the demo server always on CPU."""
+    return server["fish_speech"]["device"] if server["backend"] == "fish-speech" else "cpu"
+
+
+def record_path(log: Path) -> Path:
+    """The launcher's structured record, beside its log."""
+    return Path(log).with_suffix(".json")
+
+
+def earlier_runs(record: Path) -> list[dict]:
+    """The runs an earlier launcher of this batch recorded (a rerun appends its own)."""
+    try:
+        content = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return content.get("runs", []) if content.get("schema") == RECORD_SCHEMA else []
 
 
 def _fatal_line(log: Path, marks: tuple[str, ...]) -> str | None:
@@ -126,6 +151,7 @@ class Replica:
     log: Path | None = None
     startup_s: float | None = None
     error: str | None = None
+    start_record: dict | None = None
 
     @property
     def tag(self) -> str:
@@ -164,6 +190,10 @@ class Supervisor:
         ]
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.record = record_path(log)
+        self.earlier_runs = earlier_runs(self.record)
+        self.starts: list[dict] = []
+        self.gpu = sampler_for(server_device(self.server), visible)
         self.info = {
             "host": host,
             "pid": os.getpid(),
@@ -186,6 +216,9 @@ class Supervisor:
         replica.log.parent.mkdir(parents=True, exist_ok=True)
         replica.url = f"http://{LOOPBACK}:{port}"
         replica.state, replica.startup_s, replica.error = "starting", None, None
+        replica.start_record = {"replica": replica.tag, "restart": replica.restarts}
+        with self.lock:
+            self.starts.append(replica.start_record)
         launch = self.backend.launch(self.server, port, replica.workdir, self.api_key)
         env = {**os.environ, **launch.env}
         if replica.cuda is not None:
@@ -230,14 +263,17 @@ class Supervisor:
             stop([process])
             with self.lock:
                 replica.state, replica.error = "failed", error
+                replica.start_record["error"] = error
         else:
             print(
                 f"fishflow: [{replica.tag}] server ready at {replica.url} after {startup_s:.3f} s;"
                 f" {len(self.spec['voices'])} voice(s) verified ({registry} registry)",
                 flush=True,
             )
+            self.gpu.serving()
             with self.lock:
                 replica.state, replica.startup_s = "ready", round(startup_s, 3)
+                replica.start_record["startup_s"] = replica.startup_s
         self.publish()
 
     def publish(self) -> None:
@@ -250,6 +286,27 @@ class Supervisor:
             if all(r.state == "failed" for r in self.replicas):
                 info.update(self._failure())
             atomic.write_json(self.endpoint, info, PRIVATE)
+            self._write_record()
+
+    def _write_record(self, finished: bool = False) -> None:
+        """The structured record (no API key): caller holds self.lock."""
+        pids = {r.process.pid: r.tag for r in self.replicas if r.process}
+        run = {
+            key: self.info.get(key)
+            for key in ("host", "pid", "slurm_job_id", "backend", "cuda_visible_devices")
+        }
+        run.update(
+            device=server_device(self.server),
+            started_at=self.info["started_at"],
+            ready_at=self.info.get("ready_at"),
+            finished_at=time.time() if finished else None,
+            replicas=len(self.replicas),
+            starts=self.starts,
+            gpu=self.gpu.summary(pids),
+        )
+        batch = self.endpoint.name.split(".")[0]
+        record = {"schema": RECORD_SCHEMA, "batch": batch, "runs": [*self.earlier_runs, run]}
+        atomic.write_json(self.record, record)
 
     def _failure(self) -> dict:
         first = self.replicas[0]
@@ -285,6 +342,7 @@ class Supervisor:
         # Published at once, without `ready_at`: consumers learn the launcher's pid (and so
         # whether it died), long before a model has loaded.
         self.publish()
+        self.gpu.start()
         for replica in self.replicas:
             self.start(replica)
         self.publish()
@@ -293,8 +351,11 @@ class Supervisor:
             if all(r.state == "failed" for r in self.replicas):
                 break
         failed = not self.stopping.is_set()
+        self.gpu.stop()  # before the servers stop: their exit is not idle serving time
         stop([r.process for r in self.replicas if r.process])
         self.publish()  # the final states, whichever thread saw them first
+        with self.lock:
+            self._write_record(finished=True)
         print(f"fishflow: servers stopped ({'all failed' if failed else 'job done'})", flush=True)
         return 1 if failed else 0
 

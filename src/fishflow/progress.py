@@ -3,7 +3,23 @@
 from __future__ import annotations
 
 from . import atomic, layout
+from .config import load_schema
 from .plan import Plan
+
+# Where the estimate's figures come from, when they are the schema's defaults: no GPU figure has
+# been measured yet (benchmarks/RESULTS.md section 5 has the command that measures them).
+UNMEASURED_DEFAULTS = (
+    "schema defaults, not measured on a GPU: set planning.* from "
+    "benchmarks/gpu_throughput.py on your GPU"
+)
+
+
+def estimate_source(planning: dict) -> str:
+    defaults = {
+        key: spec["default"]
+        for key, spec in load_schema()["properties"]["planning"]["properties"].items()
+    }
+    return UNMEASURED_DEFAULTS if planning == defaults else "from the config"
 
 
 def todo_by_shard(plan: Plan) -> dict[tuple[str, str, str], int]:
@@ -44,5 +60,6 @@ def summary_text(plan: Plan) -> str:
         f"fishflow plan: items: {total} total, {total - items_todo} done, {items_todo} to do\n"
         f"fishflow plan: generation jobs (one server start each, one Slurm job on a cluster): "
         f"{jobs} of up to {plan.shards_per_job} shards; estimated GPU-hours: {gpu_hours:.2f} "
-        f"({estimate['seconds_per_item']} s/item, {estimate['server_startup_s']} s start-up/job)"
+        f"({estimate['seconds_per_item']} s/item, {estimate['server_startup_s']} s start-up/job: "
+        f"{estimate_source(estimate)})"
     )

@@ -113,6 +113,14 @@ def test_replicas_serve_on_their_own_ports_pinned_to_their_gpus(launched):
     assert log.count("server ready at") == 2, log
     assert launcher.stop() == 0
     wait_dead([r["pid"] for r in replicas])
+    # The structured record beside the log: starts with their start-up, GPU use not made up.
+    record = json.loads(launcher.log.with_suffix(".json").read_text())
+    (run,) = record["runs"]
+    assert [(s["replica"], s["restart"]) for s in run["starts"]] == [("r0", 0), ("r1", 0)]
+    assert all(s["startup_s"] > 0 for s in run["starts"])
+    assert run["finished_at"] >= run["ready_at"] >= run["started_at"]
+    assert run["gpu"] == {"measured": False, "reason": "the servers run on CPU"}
+    assert launcher.spec["voices"] and "api_key" not in json.dumps(record)
 
 
 def test_a_replica_that_dies_is_restarted_and_requests_move_to_the_others(launched):
@@ -126,6 +134,8 @@ def test_a_replica_that_dies_is_restarted_and_requests_move_to_the_others(launch
         with_retries(lambda: health_via(pool), retries=2, backoff_s=0.3)
     restarted = replica_when(launcher, 0, lambda r: r["restarts"] == 1 and r["state"] == "ready")
     assert restarted["pid"] != victim["pid"] and restarted["workdir"].endswith("r0.1")
+    starts = json.loads(launcher.log.with_suffix(".json").read_text())["runs"][0]["starts"]
+    assert [(s["replica"], s["restart"]) for s in starts] == [("r0", 0), ("r1", 0), ("r0", 1)]
     assert "server exited with code -9; restart 1 of 1" in launcher.log.read_text()
     # A second death exhausts max_restarts: the replica is given up, the other goes on.
     os.kill(restarted["pid"], signal.SIGKILL)

@@ -25,6 +25,9 @@ def test_en_benchmark_produces_the_three_report_files(benchmark_run):
     assert report["provenance"]["models"][0].startswith("demo/espeak/")
     assert [s["batch"] for s in report["timing"]["servers"]] == ["b00000"]
     assert report["timing"]["servers"][0]["startup_s"] > 0
+    (job,) = report["timing"]["jobs"]  # from the launcher's record, not its log text
+    assert job["gpu"] == {"measured": False, "reason": "the servers run on CPU"}
+    assert job["advice"] == "GPU use not measured: the servers run on CPU"
     with open(report_dir / "items.csv", newline="", encoding="utf-8") as handle:
         items = list(csv.DictReader(handle))
     assert len(items) == 300 and items[0]["id"] == "en-bench-001"
@@ -61,7 +64,7 @@ def test_report_opens_offline_in_a_real_browser(benchmark_run, tmp_path):
         browser.close()
     tables = dict(state["tables"])
     assert tables["figures"] == 1 + 5 + 1  # header, five voices, total
-    assert {"servers", "provenance"} <= set(tables)
+    assert {"servers", "gpu", "provenance"} <= set(tables)
     assert len(state["images"]) == 3
     assert all(complete and width > 0 for _, complete, width in state["images"]), state["images"]
     assert len(state["audio"]) == 5 * 2

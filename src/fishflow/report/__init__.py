@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from .. import atomic
-from .collect import read_items, read_servers, run_window, write_items_csv
+from ..gpu_usage import advice
+from .collect import read_items, read_jobs, run_window, servers, write_items_csv
 from .provenance import provenance
 from .render import render_html
 from .stats import figures
@@ -23,7 +24,8 @@ def build_report(out: Path, items: list[dict], config: dict) -> dict:
     """The report.json content of the run in `out`: its items (from the manifests), summary
     and logs."""
     rows, total = figures(items)
-    servers = read_servers(out / "logs" / "server")
+    jobs = read_jobs(out / "logs" / "server")
+    starts = servers(jobs)
     started, finished = run_window(out / "logs" / "generate")
     return {
         "schema": SCHEMA,
@@ -37,9 +39,23 @@ def build_report(out: Path, items: list[dict], config: dict) -> dict:
             "finished_at": finished,
             # Start-up (model load, warm-up, voice registration) is paid once per server start
             # and kept out of every throughput figure.
-            "server_startup_s": round(sum(s["startup_s"] or 0 for s in servers), 3),
-            "servers": servers,
+            "server_startup_s": round(sum(s["startup_s"] or 0 for s in starts), 3),
+            "servers": starts,
+            "jobs": [gpu_use(job) for job in jobs],
         },
+    }
+
+
+def gpu_use(job: dict) -> dict:
+    """What the report shows of one generation job's GPUs: busy fraction, memory, advice."""
+    return {
+        "batch": job["batch"],
+        "host": job["host"],
+        "slurm_job_id": job["slurm_job_id"],
+        "device": job["device"],
+        "replicas": job["replicas"],
+        "gpu": job["gpu"],
+        "advice": advice(job["gpu"]),
     }
 
 

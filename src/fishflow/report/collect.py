@@ -1,14 +1,17 @@
-"""Read what a run left behind: manifests (items), server logs (start-ups), generation logs."""
+"""Read what a run left behind: manifests (items), the launchers' records (server starts, GPU
+use), generation logs."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from datetime import datetime
 from pathlib import Path
 
 from .. import atomic
+from ..launch import RECORD_SCHEMA
 
 ITEM_FIELDS = (
     "lang",
@@ -25,11 +28,6 @@ ITEM_FIELDS = (
     "path",
     "text",
 )
-# Lines written by fishflow.launch into logs/server/<batch>.log.
-_STARTING = re.compile(
-    r"fishflow: \[(r\d+)\] starting (\S+) server on (\S+?):\d+ .*\(Slurm job (\S+?),"
-)
-_READY = re.compile(r"fishflow: \[(r\d+)\] server ready at \S+ after ([0-9.]+) s")
 # rulekit's log format starts every line with "%(asctime)s".
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ ", re.MULTILINE)
 
@@ -47,27 +45,33 @@ def read_items(out: Path, languages: list[str]) -> list[dict]:
     return items
 
 
-def read_servers(log_dir: Path) -> list[dict]:
-    """One entry per server (replica) start in the launchers' logs; a rerun appends to a batch's
-    log, and replicas start side by side, so a ready line belongs to its replica's last start."""
-    servers = []
-    for log in sorted(log_dir.glob("*.log")):
-        latest = {}
-        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            if match := _STARTING.search(line):
-                replica, backend, host, job = match.groups()
-                latest[replica] = {
-                    "batch": log.stem,
-                    "replica": replica,
-                    "backend": backend,
-                    "host": host,
-                    "slurm_job_id": None if job == "None" else job,
-                    "startup_s": None,
-                }
-                servers.append(latest[replica])
-            elif (match := _READY.search(line)) and match.group(1) in latest:
-                latest[match.group(1)]["startup_s"] = float(match.group(2))
-    return servers
+def read_jobs(log_dir: Path) -> list[dict]:
+    """One entry per launcher run (a generation job's servers), from the records the launchers
+    write beside their logs (`<batch>.json`); a rerun of a batch appends a run."""
+    jobs = []
+    for path in sorted(log_dir.glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("schema") != RECORD_SCHEMA:
+            continue
+        for run in record["runs"]:
+            jobs.append({"batch": record["batch"], **run})
+    return jobs
+
+
+def servers(jobs: list[dict]) -> list[dict]:
+    """One entry per server (replica) start of the given jobs."""
+    return [
+        {
+            "batch": job["batch"],
+            "replica": start["replica"],
+            "backend": job["backend"],
+            "host": job["host"],
+            "slurm_job_id": job["slurm_job_id"],
+            "startup_s": start.get("startup_s"),
+        }
+        for job in jobs
+        for start in job["starts"]
+    ]
 
 
 def run_window(log_dir: Path) -> tuple[str | None, str | None]:

@@ -90,6 +90,42 @@ def servers_table(servers: list[dict]) -> str:
     return f'<table id="servers"><tr>{head}<th>start-up + warm-up s</th></tr>{body}</table>'
 
 
+def gpu_table(jobs: list[dict]) -> str:
+    """Per generation job: GPU busy fraction and memory (NVML), and what to do about them."""
+    head = "".join(
+        f'<th class="l">{h}</th>'
+        for h in ("batch", "host", "Slurm job", "device", "replicas", "GPUs", "busy", "memory")
+    )
+    body = []
+    for job in jobs:
+        gpu = job["gpu"]
+        if gpu["measured"]:
+            names = ", ".join(f"{g['gpu']}: {g['name']}" for g in gpu["gpus"])
+            busy = "–" if gpu["busy_fraction"] is None else f"{gpu['busy_fraction']:.0%}"
+            memory = "; ".join(_memory_text(g) for g in gpu["gpus"])
+        else:
+            names, busy, memory = "not measured", "not measured", "not measured"
+        cells = (job["batch"], job["host"], str(job["slurm_job_id"]), job["device"])
+        body.append(
+            "<tr>"
+            + "".join(f'<td class="l">{escape(cell)}</td>' for cell in cells)
+            + _cell(job["replicas"])
+            + "".join(f'<td class="l">{escape(cell)}</td>' for cell in (names, busy, memory))
+            + f'</tr><tr><td class="l" colspan="8">{escape(job["advice"])}</td></tr>'
+        )
+    return f'<table id="gpu"><tr>{head}</tr>{"".join(body)}</table>'
+
+
+def _memory_text(gpu: dict) -> str:
+    if gpu["memory_peak_mib"] is None:
+        return "–"
+    text = f"peak {gpu['memory_peak_mib']:.0f} of {gpu['memory_total_mib']:.0f} MiB"
+    replicas = gpu["replica_memory_peak_mib"]
+    if replicas:
+        text += " (" + ", ".join(f"{tag}: {mib:.0f}" for tag, mib in sorted(replicas.items())) + ")"
+    return text
+
+
 def samples(items: list[dict], out: Path) -> str:
     cells: dict[tuple[str, str], list[dict]] = {}
     for item in items:
@@ -145,6 +181,8 @@ def render_html(report: dict, items: list[dict], out: Path) -> str:
 {figures_table(report["rows"] + [report["total"]])}
 <h2>Server starts</h2>
 {servers_table(timing["servers"])}
+<h2>GPU use per generation job</h2>
+{gpu_table(timing["jobs"])}
 <h2>Plots</h2>
 <img alt="latency distribution" src="{plots.latency_distribution(items)}">
 <img alt="duration vs text length" src="{plots.duration_vs_text_length(items)}">
