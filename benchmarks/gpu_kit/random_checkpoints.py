@@ -4,8 +4,8 @@ python and the fish-speech source of the generation first on PYTHONPATH:
     python -P benchmarks/gpu_kit/random_checkpoints.py DEST GENERATION SHAPE CODEC_CONFIG_NAME
 
 The test suite's builder (tests/tooling/tiny_checkpoints.py: tokenizer, DualAR, end-token trick,
-codec from the yaml the server reads) does the work; this adds the real shapes to its SHAPES and
-gives the tokenizer the real number of ids (the output head over the whole vocabulary is a real
+codec from the yaml the server reads) does the work; this passes it the real shapes and the real
+number of tokenizer ids (the output head over the whole vocabulary is a real
 cost of every decoding step, about an eighth of S1-mini's weights). Weights are written in bf16,
 as the servers run them (their default precision), so files and load times are real-sized.
 
@@ -29,8 +29,6 @@ Where each number comes from (none could be downloaded here; the search tool's s
 - The codec: modded_dac_vq.yaml of each source, unchanged (CODEC_CONFIG_NAME).
 """
 
-import base64
-import itertools
 import sys
 from pathlib import Path
 
@@ -92,76 +90,19 @@ REAL_SHAPES = {
 IDS_BEFORE_CONTROL = {"s1-mini": QWEN_BPE_TOKENS, "s2-pro": S2_IDS_BEFORE_SEMANTIC}
 
 
-def padded_byte_tokens(count: int) -> list[bytes]:
-    """The 256 single bytes, then 2- and 3-byte sequences up to `count` BPE entries."""
-    tokens = [bytes([i]) for i in range(256)]
-    for length in (2, 3):
-        for combination in itertools.product(range(256), repeat=length):
-            if len(tokens) == count:
-                return tokens
-            tokens.append(bytes(combination))
-    return tokens
-
-
-def s1_tokenizer_of_size(count: int):
-    """builder.write_s1_tokenizer with `count` BPE entries instead of the 256 single bytes (a
-    tiktoken file of that many ranks; many special tokens would not do: tiktoken compiles them
-    all into one regex)."""
-
-    def write(dest: Path, codebook_size: int):
-        ranks = "".join(
-            f"{base64.b64encode(token).decode()} {rank}\n"
-            for rank, token in enumerate(padded_byte_tokens(count))
-        )
-        (dest / "tokenizer.tiktoken").write_text(ranks)
-        tokenizer = builder.fish_tokenizer.FishTokenizer(
-            str(dest / "tokenizer.tiktoken"), builder.special_tokens(codebook_size)
-        )
-        tokenizer.save_pretrained(dest)
-        return tokenizer
-
-    return write
-
-
-def s2_tokenizer_of_size(count: int):
-    """builder.write_s2_tokenizer with `count` entries in the byte-level BPE vocabulary instead of
-    256 (as many added special tokens would make Hugging Face tokenizers take minutes to save
-    and every server minutes to load them)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    def write(dest: Path, codebook_size: int):
-        alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-        # Byte-level strings of 2 and 3 symbols: distinct, and never merged (no merges).
-        fillers = (
-            "".join(chars) for n in (2, 3) for chars in itertools.product(alphabet, repeat=n)
-        )
-        vocab = alphabet + list(itertools.islice(fillers, count - len(alphabet)))
-        core = Tokenizer(models.BPE(vocab={text: i for i, text in enumerate(vocab)}, merges=[]))
-        core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-        core.decoder = decoders.ByteLevel()
-        PreTrainedTokenizerFast(
-            tokenizer_object=core,
-            eos_token=builder.fish_tokenizer.EOS_TOKEN,
-            pad_token=builder.fish_tokenizer.PAD_TOKEN,
-            additional_special_tokens=builder.special_tokens(codebook_size),
-        ).save_pretrained(dest)
-        return builder.fish_tokenizer.FishTokenizer.from_pretrained(str(dest))
-
-    return write
-
-
 def main(dest: str, generation: str, shape: str, codec_config_name: str) -> None:
-    if shape in IDS_BEFORE_CONTROL:
-        builder.SHAPES[generation][shape] = REAL_SHAPES[generation][shape]
-        count = IDS_BEFORE_CONTROL[shape]
-        if generation == "s1":
-            builder.write_s1_tokenizer = s1_tokenizer_of_size(count)
-        else:
-            builder.write_s2_tokenizer = s2_tokenizer_of_size(count)
-        # Real-size weights in bf16 (the servers' precision): half the bytes and build time.
-        torch.set_default_dtype(torch.bfloat16)
-    builder.main(dest, generation, shape, codec_config_name)
+    if shape not in IDS_BEFORE_CONTROL:  # a test size: the builder's own
+        builder.main(dest, generation, shape, codec_config_name)
+        return
+    # Real-size weights in bf16 (the servers' precision): half the bytes and build time.
+    torch.set_default_dtype(torch.bfloat16)
+    builder.build(
+        Path(dest),
+        generation,
+        REAL_SHAPES[generation][shape],
+        codec_config_name,
+        bpe_entries=IDS_BEFORE_CONTROL[shape],
+    )
 
 
 if __name__ == "__main__":

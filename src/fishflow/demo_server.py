@@ -861,7 +861,10 @@ def main(argv: list[str] | None = None) -> int:
     server_class = DemoServer6 if ":" in args.host else DemoServer
     server = None
     try:
-        time.sleep(args.warmup_s)
+        if args.warmup_s:
+            # Said once the signal handlers are in place: from here SIGTERM stops it cleanly.
+            print(f"demo server warming up for {args.warmup_s} s", file=sys.stderr, flush=True)
+            time.sleep(args.warmup_s)
         server = server_class((args.host, args.port), DemoApp(config), request_log)
         host, port = server.server_address[:2]
         host = f"[{host}]" if ":" in host else host

@@ -1,7 +1,8 @@
 """The whole workflow through the REAL git servers (d3df505, S1; 3dd1f85, S2), one run each plus
 two resumes: the launcher with 2 replicas, voices registered and verified over HTTP, generation,
 validation, manifests and report; a second run that speaks nothing; a changed reference that
-regenerates exactly that voice. Each server start takes 30-60 s here: runs are few."""
+regenerates exactly that voice; no process's command line shows the servers' API key meanwhile.
+Each server start takes 30-60 s here: runs are few."""
 
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from tests.fishspeech.conftest import assert_complete_output, fish_project, sha
 from tests.helpers import write_wav
+from tests.key_secrecy import run_watching_keys
 from tests.workflow_runner import Project, assert_ok
 
 pytestmark = pytest.mark.fishspeech
@@ -49,7 +51,10 @@ def assert_report(project: Project) -> None:
 def test_workflow_through_a_git_server(git_fish_speech, tmp_path):
     project = fish_project(tmp_path, git_fish_speech)
     project.config["server"]["replicas"] = REPLICAS
-    assert_ok(project.run(timeout=RUN_TIMEOUT_S))
+    # While it runs, no command line holds a server's API key (the shim passes it in-process).
+    result, watch = run_watching_keys(project, "tools.api_server", timeout=RUN_TIMEOUT_S)
+    assert_ok(result)
+    assert watch.keys and watch.scans >= 5 and watch.server_sightings >= REPLICAS, watch
     log = launcher_log(project)
     assert_voices_registered_over_http(project, log)
     assert "Finished server process" in log  # stopped cleanly when its shards were done

@@ -18,6 +18,7 @@ same architecture (say for a GPU benchmark) is one more entry there plus upstrea
 """
 
 import base64
+import itertools
 import sys
 from pathlib import Path
 
@@ -55,6 +56,9 @@ END_TOKEN_WEIGHT = -1000.0
 # Derived (not learned) buffers: the models recompute them, and real checkpoints leave them out.
 DERIVED_BUFFERS = ("causal_mask", "freqs_cis")
 SEMANTIC_PREFIX = "<|semantic:"
+# Byte-level BPE entries before the control tokens: the 256 single bytes. A real-size model passes
+# its real count (the output head over the whole vocabulary is a real cost of every step).
+BYTE_TOKENS = 256
 
 
 def semantic_index(token: str) -> int | None:
@@ -75,9 +79,23 @@ def special_tokens(codebook_size: int) -> list[str]:
     ]
 
 
-def write_s1_tokenizer(dest: Path, codebook_size: int):
+def byte_sequences(count: int, alphabet: list) -> list:
+    """The alphabet's single symbols, then 2- and 3-symbol sequences up to `count` entries:
+    distinct tokens that are never merged (no merges), so a vocabulary of any size loads fast
+    (as many added special tokens would not: tiktoken compiles them into one regex, and Hugging
+    Face tokenizers take minutes to save and load them)."""
+    longer = (
+        alphabet[0][:0].join(symbols)
+        for n in (2, 3)
+        for symbols in itertools.product(alphabet, repeat=n)
+    )
+    return alphabet + list(itertools.islice(longer, max(0, count - len(alphabet))))
+
+
+def write_s1_tokenizer(dest: Path, codebook_size: int, bpe_entries: int = BYTE_TOKENS):
     """A byte-level tiktoken file; save_pretrained adds special_tokens.json in its own format."""
-    ranks = "".join(f"{base64.b64encode(bytes([i])).decode()} {i}\n" for i in range(256))
+    tokens = byte_sequences(bpe_entries, [bytes([i]) for i in range(256)])
+    ranks = "".join(f"{base64.b64encode(token).decode()} {i}\n" for i, token in enumerate(tokens))
     (dest / "tokenizer.tiktoken").write_text(ranks)
     tokenizer = fish_tokenizer.FishTokenizer(
         str(dest / "tokenizer.tiktoken"), special_tokens(codebook_size)
@@ -86,15 +104,15 @@ def write_s1_tokenizer(dest: Path, codebook_size: int):
     return tokenizer
 
 
-def write_s2_tokenizer(dest: Path, codebook_size: int):
-    """A Hugging Face byte-level tokenizer: 256 byte tokens, no merges, the control and semantic
+def write_s2_tokenizer(dest: Path, codebook_size: int, bpe_entries: int = BYTE_TOKENS):
+    """A Hugging Face byte-level tokenizer: byte tokens, no merges, the control and semantic
     tokens as added special tokens (as AutoTokenizer loads the real s2-pro one)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    core = Tokenizer(models.BPE(vocab={char: i for i, char in enumerate(alphabet)}, merges=[]))
+    vocab = byte_sequences(bpe_entries, sorted(pre_tokenizers.ByteLevel.alphabet()))
+    core = Tokenizer(models.BPE(vocab={text: i for i, text in enumerate(vocab)}, merges=[]))
     core.pre_tokenizer = byte_level
     core.decoder = decoders.ByteLevel()
     wrapped = PreTrainedTokenizerFast(
@@ -124,8 +142,8 @@ def make_end_token_unreachable(model: DualARTransformer, end_id: int) -> None:
             layer.feed_forward.w2.weight[ANCHOR] = 0.0
 
 
-def build_s1_llama(dest: Path, shape: dict) -> None:
-    tokenizer = write_s1_tokenizer(dest, shape["codebook_size"])
+def build_s1_llama(dest: Path, shape: dict, bpe_entries: int) -> None:
+    tokenizer = write_s1_tokenizer(dest, shape["codebook_size"], bpe_entries)
     vocab_size = tokenizer.vocab_size + tokenizer.num_special_tokens
     config = DualARModelArgs(**{"vocab_size": vocab_size, **shape})
     torch.manual_seed(SEED)
@@ -134,10 +152,10 @@ def build_s1_llama(dest: Path, shape: dict) -> None:
     model.save_pretrained(dest)
 
 
-def build_s2_llama(dest: Path, shape: dict) -> None:
+def build_s2_llama(dest: Path, shape: dict, bpe_entries: int) -> None:
     from safetensors.torch import save_file
 
-    tokenizer = write_s2_tokenizer(dest, shape["codebook_size"])
+    tokenizer = write_s2_tokenizer(dest, shape["codebook_size"], bpe_entries)
     config = DualARModelArgs(
         **{"vocab_size": len(tokenizer._tokenizer), **shape},
         semantic_begin_id=tokenizer.semantic_begin_id,
@@ -169,11 +187,17 @@ def build_codec(dest: Path, config_name: str) -> None:
 LLAMA_BUILDERS = {"s1": build_s1_llama, "s2": build_s2_llama}
 
 
+def build(
+    dest: Path, generation: str, shape: dict, codec_config_name: str, bpe_entries: int = BYTE_TOKENS
+) -> None:
+    """A checkpoint of `generation` with the DualARModelArgs `shape` into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    LLAMA_BUILDERS[generation](dest, shape, bpe_entries)
+    build_codec(dest, codec_config_name)
+
+
 def main(dest: str, generation: str, shape: str, codec_config_name: str) -> None:
-    path = Path(dest)
-    path.mkdir(parents=True, exist_ok=True)
-    LLAMA_BUILDERS[generation](path, SHAPES[generation][shape])
-    build_codec(path, codec_config_name)
+    build(Path(dest), generation, SHAPES[generation][shape], codec_config_name)
 
 
 if __name__ == "__main__":

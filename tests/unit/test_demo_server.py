@@ -466,7 +466,11 @@ def test_warmup_latency_one_at_a_time_and_sigterm(tmp_path):
 def test_sigterm_during_warmup_exits_0(tmp_path):
     proc, _ = start(tmp_path, "--warmup-s", "30")
     try:
-        time.sleep(0.5)
+        # Not a fixed sleep: under load the interpreter may not have reached its handlers yet.
+        deadline = time.monotonic() + TIMEOUT
+        while b"warming up" not in (tmp_path / "server.err").read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, "no warm-up announced"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:
