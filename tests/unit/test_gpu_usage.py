@@ -122,6 +122,13 @@ def test_the_report_shows_busy_fraction_memory_and_advice():
 
 
 def test_the_report_says_not_measured_without_gpu_figures():
-    html = gpu_table([job({"measured": False, "reason": "the servers run on CPU"})])
-    assert html.count("not measured") == 3 + 1  # GPUs, busy, memory; and the advice line
+    cpu = {"measured": False, "reason": "the servers run on CPU"}
+    html = gpu_table([job(cpu), job(cpu)])
+    assert html == (
+        '<p id="gpu">GPU use not measured in any of the 2 generation job(s): '
+        "the servers run on CPU.</p>"
+    )
+    # Beside a job that measured, one that did not says so in its own row.
+    html = gpu_table([job(MEASURED), job(cpu)])
+    assert html.count("not measured") == 3 + 1  # GPUs, busy, memory; and the advice
     assert "GPU use not measured: the servers run on CPU" in html

@@ -91,7 +91,14 @@ def servers_table(servers: list[dict]) -> str:
 
 
 def gpu_table(jobs: list[dict]) -> str:
-    """Per generation job: GPU busy fraction and memory (NVML), and what to do about them."""
+    """Per generation job: GPU busy fraction and memory (NVML), and what to do about them; one
+    sentence where no job measured a GPU (a CPU run would repeat "not measured" on every row)."""
+    if not any(job["gpu"]["measured"] for job in jobs):
+        reasons = sorted({job["gpu"]["reason"] for job in jobs}) or ["no generation job ran"]
+        return (
+            f'<p id="gpu">GPU use not measured in any of the {len(jobs)} generation job(s): '
+            f"{escape('; '.join(reasons))}.</p>"
+        )
     head = "".join(
         f'<th class="l">{h}</th>'
         for h in ("batch", "host", "Slurm job", "device", "replicas", "GPUs", "busy", "memory")
@@ -110,10 +117,13 @@ def gpu_table(jobs: list[dict]) -> str:
             "<tr>"
             + "".join(f'<td class="l">{escape(cell)}</td>' for cell in cells)
             + _cell(job["replicas"])
-            + "".join(f'<td class="l">{escape(cell)}</td>' for cell in (names, busy, memory))
-            + f'</tr><tr><td class="l" colspan="8">{escape(job["advice"])}</td></tr>'
+            + "".join(
+                f'<td class="l">{escape(cell)}</td>'
+                for cell in (names, busy, memory, job["advice"])
+            )
+            + "</tr>"
         )
-    return f'<table id="gpu"><tr>{head}</tr>{"".join(body)}</table>'
+    return f'<table id="gpu"><tr>{head}<th class="l">advice</th></tr>{"".join(body)}</table>'
 
 
 def _memory_text(gpu: dict) -> str:
