@@ -18,8 +18,10 @@ demo: $(STAMP)
 	$(BIN)/snakemake --configfile config/config.yaml
 	@echo "Done: listen to results/demo/audio/<lang>/<voice>/*.wav; manifests in results/demo/"
 
+# Two pytest workers: the Slurm tests (mostly waiting on the scheduler) beside all the others,
+# each set whole on one worker (tests/conftest.py, TwoGroups).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,8 +1,9 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the split of the suite between two pytest-xdist workers."""
 
 from collections.abc import Iterator
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from tests.helpers import skip_loudly
 from tests.tooling.slurm_cluster import (
@@ -27,3 +28,19 @@ def slurm_cluster() -> Iterator[ClusterInfo]:
     yield ensure_cluster()
     if started_here:
         stop_cluster()
+
+
+class TwoGroups(LoadScopeScheduling):
+    """The split of `make test` (`-n 2`) between its two pytest-xdist workers: the Slurm tests,
+    which spend most of their time waiting on the scheduler's status polls, and everything else,
+    which keeps the CPU busy. Each group runs whole on one worker, in collection order, so session
+    fixtures (the Slurm cluster, each real server) start once, as in a serial run; only the two
+    groups overlap. (Not `--dist loadgroup` with marks: xdist 3.8 renames node ids for it in a
+    way pytest 9.2 ignores, and every test went its own way.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return "slurm" if nodeid.startswith("tests/slurm/") else "main"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> TwoGroups:
+    return TwoGroups(config, log)
