@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from fishflow.generate import tts_payload
-from fishflow.plan import GENERATION_KEYS, Plan
+from fishflow.planning.plan import GENERATION_KEYS, Plan
+from fishflow.speaking.batch import tts_payload
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "benchmarks"
@@ -100,7 +100,7 @@ def voices(count: int) -> dict:
 
 
 def default_shard_size() -> int:
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((REPO / "src/fishflow/planning/config.schema.yaml").read_text())
     return schema["properties"]["shard_size"]["default"]
 
 

@@ -12,9 +12,10 @@ would not hold twice the replicas, or when the time budget would not hold the ne
 the best replica count again with `--compile`. It prints a short table LAST; every server log,
 the launchers' records, the WAVs and results.json are kept under --logs.
 
-What runs: fishflow's own launcher (`python -m fishflow.launch`, the `server` rule's command:
+What runs: fishflow's own launcher (`python -m fishflow.serving.launcher`, the `server` rule's
+command:
 replicas, health, voice registration, the NVML record) and fishflow's own generation client
-(`fishflow.generate.ShardGenerator`, the `generate` rule's code: the replica pool, requests in
+(`fishflow.speaking.batch.ShardGenerator`, the `generate` rule's code: the replica pool, requests in
 flight, checking and atomic writes, the journal), one shard per voice running side by side as in
 a generation job; the sequential client talks to a single server the same launcher started (so
 both sides get the same server command line, checkpoint and start-up measurement). Not the whole
@@ -60,13 +61,13 @@ from benchmarks.gpu_kit.install import install_carried_wheels  # noqa: E402
 INSTALLED = install_carried_wheels(sys.argv) if __name__ == "__main__" else {}
 
 from benchmarks import common  # noqa: E402
-from fishflow.client import FishSpeechClient  # noqa: E402
-from fishflow.config import validate_config  # noqa: E402
-from fishflow.endpoint import read_endpoint  # noqa: E402
 from fishflow.errors import FishflowError  # noqa: E402
-from fishflow.generate import ShardGenerator  # noqa: E402
-from fishflow.launch import record_path  # noqa: E402
-from fishflow.plan import Plan  # noqa: E402
+from fishflow.planning.config import validate_config  # noqa: E402
+from fishflow.planning.plan import Plan  # noqa: E402
+from fishflow.serving.client import FishSpeechClient  # noqa: E402
+from fishflow.serving.endpoint import read_endpoint  # noqa: E402
+from fishflow.serving.launcher import record_path  # noqa: E402
+from fishflow.speaking.batch import ShardGenerator  # noqa: E402
 from tests.tooling import fish_speech_env  # noqa: E402
 
 KIT = Path(__file__).resolve().parent / "gpu_kit"
@@ -218,7 +219,7 @@ class Servers:
         self.log = folder / "b00000.log"
         self.endpoint.parent.mkdir(parents=True)
         self.timeout_s = timeout_s
-        command = [sys.executable, "-m", "fishflow.launch", "--spec", json.dumps(spec)]
+        command = [sys.executable, "-m", "fishflow.serving.launcher", "--spec", json.dumps(spec)]
         command += ["--endpoint", str(self.endpoint), "--log", str(self.log)]
         env = {**os.environ, "PYTHONPATH": str(common.REPO / "src")}
         self.started = time.perf_counter()

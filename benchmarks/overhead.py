@@ -26,8 +26,8 @@ import common
 import msgpack
 import requests
 
-from fishflow.config import merged
-from fishflow.launch import free_loopback_port
+from fishflow.planning.config import merged
+from fishflow.serving.launcher import free_loopback_port
 
 TARGET = 0.03
 LANG = "en"
@@ -48,7 +48,7 @@ def demo_server(workdir: Path, latency_s: float):
     log = (workdir / "server.log").open("w")
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "fishflow.demo_server", "--host", "127.0.0.1"),
+            *(sys.executable, "-m", "fishflow.serving.demo_server", "--host", "127.0.0.1"),
             *("--port", str(port), "--workdir", str(workdir)),
             *("--engine", "tone", "--latency-s", str(latency_s)),
         ],

@@ -29,11 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common  # noqa: E402
-from fishflow.client import FishSpeechClient  # noqa: E402
-from fishflow.config import validate_config  # noqa: E402
-from fishflow.plan import Plan  # noqa: E402
-from fishflow.registration import register_voices  # noqa: E402
-from fishflow.voices import load_voices  # noqa: E402
+from fishflow.planning.config import validate_config  # noqa: E402
+from fishflow.planning.plan import Plan  # noqa: E402
+from fishflow.planning.voices import load_voices  # noqa: E402
+from fishflow.serving.client import FishSpeechClient  # noqa: E402
+from fishflow.serving.registration import register_voices  # noqa: E402
 from tests.tooling import fish_speech_env  # noqa: E402
 
 SAMPLE_RATE, HOP = common.SAMPLE_RATE, common.HOP

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from fishflow.config import validate_config
+from fishflow.planning.config import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 

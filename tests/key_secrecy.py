@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fishflow.endpoint import read_endpoint
+from fishflow.serving.endpoint import read_endpoint
 from tests.workflow_runner import Project, kill_group
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -7,8 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from . import compare, controller, status
-from .errors import FishflowError
+from fishflow.cluster import controller, status
+from fishflow.errors import FishflowError
+from fishflow.report import compare
 
 
 def _compare(args: argparse.Namespace) -> None:

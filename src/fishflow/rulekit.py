@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from .errors import FishflowError
+from fishflow.errors import FishflowError
 
 
 def run(snakemake, body: Callable[[], None]) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from fishflow.client import FishSpeechClient
 from fishflow.errors import ServerError
-from fishflow.launch import free_loopback_port
+from fishflow.serving.client import FishSpeechClient
+from fishflow.serving.launcher import free_loopback_port
 from tests.helpers import skip_loudly
 from tests.tooling.fish_speech_env import (
     GIT_S1,
@@ -57,7 +57,7 @@ class Server:
 def run_demo_server(workdir: Path, api_key: str) -> Iterator[Server]:
     """The demo server as a subprocess; healthy before yielding, always stopped after."""
     port = free_loopback_port()
-    command = [sys.executable, "-m", "fishflow.demo_server", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "fishflow.serving.demo_server", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workdir", str(workdir), "--api-key", api_key]
     log = workdir / "server.log"
     with log.open("w") as handle:

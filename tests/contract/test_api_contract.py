@@ -5,7 +5,7 @@ servers at d3df505 (S1) and 3dd1f85 (S2), so the demo cannot drift from any of t
 Every test runs against all of them. Where they legitimately differ, the test says so explicitly:
 - the demo and the git servers have /v1/references/*; 0.1.0 answers 404 and reads
   references/<id>/ from its working directory;
-- the demo's audio ignores the seed (documented in fishflow.demo_server);
+- the demo's audio ignores the seed (documented in fishflow.serving.demo_server);
 - the servers reject format "opus" differently, and 3dd1f85's streamed samples may be 1 off
   the file's.
 """
@@ -20,13 +20,13 @@ import pytest
 import requests
 import soundfile
 
-from fishflow import espeak
-from fishflow.client import FishSpeechClient
 from fishflow.errors import PermanentError, ServerError
-from fishflow.generate import ShardGenerator, tts_payload
-from fishflow.plan import Plan
-from fishflow.registration import register_voices, verify_voices
-from fishflow.voices import Voice, load_voice
+from fishflow.planning.plan import Plan
+from fishflow.planning.voices import Voice, load_voice
+from fishflow.serving import espeak
+from fishflow.serving.client import FishSpeechClient
+from fishflow.serving.registration import register_voices, verify_voices
+from fishflow.speaking.batch import ShardGenerator, tts_payload
 from tests.contract.conftest import API_KEY, DEMO, GIT_S1_KIND, GIT_S2_KIND, PYPI, Server
 from tests.helpers import make_config
 

@@ -10,6 +10,6 @@ def test_no_command_line_shows_a_server_key_while_servers_run(project):
     # Slow requests keep each batch's servers up for a few scans.
     project.config["server"]["demo"]["latency_s"] = 0.3
     project.config["server"]["replicas"] = 2
-    result, watch = run_watching_keys(project, "fishflow.demo_server", timeout=300)
+    result, watch = run_watching_keys(project, "fishflow.serving.demo_server", timeout=300)
     assert_ok(result)
     assert len(watch.keys) >= 2 and watch.scans >= 5 and watch.server_sightings >= 5, watch

@@ -1,4 +1,5 @@
-"""The launcher (`python -m fishflow.launch`, the `server` rule's command) with real demo servers:
+"""The launcher (`python -m fishflow.serving.launcher`, the `server` rule's command) with real demo
+servers:
 several replicas, the restart of a replica that dies, failure reporting and clean stops."""
 
 import json
@@ -12,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from fishflow.client import with_retries
-from fishflow.dispatch import ReplicaPool
-from fishflow.endpoint import read_endpoint, wait_for_endpoint
 from fishflow.errors import ServerError, TransientError
-from fishflow.launch import replica_devices
-from fishflow.plan import Plan
+from fishflow.planning.plan import Plan
+from fishflow.serving.client import with_retries
+from fishflow.serving.endpoint import read_endpoint, wait_for_endpoint
+from fishflow.serving.launcher import replica_devices
+from fishflow.speaking.dispatch import ReplicaPool
 from tests.e2e.conftest import TEXTS
 from tests.helpers import make_config
 
@@ -35,7 +36,13 @@ class Launcher:
         self.spec = spec(tmp_path, **server)
         self.endpoint = tmp_path / "servers" / "b00000.endpoint.json"
         self.log = tmp_path / "logs" / "b00000.log"
-        command = [sys.executable, "-m", "fishflow.launch", "--spec", json.dumps(self.spec)]
+        command = [
+            sys.executable,
+            "-m",
+            "fishflow.serving.launcher",
+            "--spec",
+            json.dumps(self.spec),
+        ]
         command += ["--endpoint", str(self.endpoint), "--log", str(self.log)]
         self.process = subprocess.Popen(command, env={**os.environ, **(env or {})})
 

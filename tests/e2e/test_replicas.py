@@ -8,7 +8,7 @@ import signal
 import time
 from collections import Counter
 
-from fishflow.endpoint import read_endpoint
+from fishflow.serving.endpoint import read_endpoint
 from tests.e2e.test_workflow import ITEMS
 from tests.workflow_runner import Project, assert_ok
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fishflow import run_state
+from fishflow.cluster import run_state
 from tests.helpers import REPO
 from tests.slurm.conftest import slurm
 from tests.slurm.test_workflow_slurm import TEXTS4, journaled, requested, wait_for

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fishflow import atomic
-from fishflow.plan import Plan
+from fishflow.planning.plan import Plan
 from tests.e2e.conftest import TEXTS
 from tests.e2e.test_replicas import requests_per_replica
 from tests.workflow_runner import Project, assert_ok, kill_group

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import textwrap
 
-from fishflow.api_key_shim import KEY_ENV
-from fishflow.backends import KEY_SHIM, DemoBackend, FishSpeechBackend
+from fishflow.serving.api_key_shim import KEY_ENV
+from fishflow.serving.backends import KEY_SHIM, DemoBackend, FishSpeechBackend
 from tests.helpers import make_config
 from tests.unit.test_checkpoints import fish_config
 
@@ -18,7 +18,12 @@ KEY = "0123456789abcdef" * 3
 def test_the_demo_launch_carries_the_key_in_its_environment_only(tmp_path):
     server = make_config(tmp_path, {"en": [{"id": "a", "text": "Hi."}]})["server"]
     launch = DemoBackend().launch(server, 8123, tmp_path, KEY)
-    assert launch.command[:4] == [sys.executable, "-P", str(KEY_SHIM), "fishflow.demo_server"]
+    assert launch.command[:4] == [
+        sys.executable,
+        "-P",
+        str(KEY_SHIM),
+        "fishflow.serving.demo_server",
+    ]
     assert not any(KEY in arg for arg in launch.command)
     assert launch.env == {KEY_ENV: KEY}
     assert DemoBackend().launch(server, 8123, tmp_path, None).env == {}

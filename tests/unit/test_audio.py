@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from fishflow.audio import check_wav
-from fishflow.config import validate_config
+from fishflow.planning.config import validate_config
+from fishflow.speaking.audio import check_wav
 
 LIMITS = validate_config(
     {"output_dir": "o", "inputs": {"en": "x"}, "voices": {"v": {"audio": "a", "text": "t"}}}

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fishflow import checkpoints
-from fishflow.backends import FishSpeechBackend
-from fishflow.checkpoints import S1_CHECKPOINT_FILES, check_files, checkpoint_files, provide
-from fishflow.config import validate_config
 from fishflow.errors import ConfigError, FishflowError
+from fishflow.planning.config import validate_config
+from fishflow.serving import checkpoints
+from fishflow.serving.backends import FishSpeechBackend
+from fishflow.serving.checkpoints import S1_CHECKPOINT_FILES, check_files, checkpoint_files, provide
 
 
 def fish_config(tmp_path, **fish) -> dict:

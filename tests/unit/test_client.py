@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from fishflow.client import FishSpeechClient, with_retries
 from fishflow.errors import PermanentError, TransientError
-from fishflow.launch import free_loopback_port
+from fishflow.serving.client import FishSpeechClient, with_retries
+from fishflow.serving.launcher import free_loopback_port
 
 
 class Canned(http.server.BaseHTTPRequestHandler):

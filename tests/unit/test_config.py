@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from fishflow.config import load_config, merged, validate_config
 from fishflow.errors import ConfigError
+from fishflow.planning.config import load_config, merged, validate_config
 from tests.helpers import REPO
 
 

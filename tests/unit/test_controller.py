@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from fishflow import cli, controller, run_state, status
-from fishflow.config import merged
+from fishflow import cli
+from fishflow.cluster import controller, run_state, status
 from fishflow.errors import FishflowError
+from fishflow.planning.config import merged
 
 LOG = """\
 SLURM run ID: 1111-aaaa

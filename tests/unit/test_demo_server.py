@@ -19,8 +19,8 @@ import pytest
 import requests
 import soundfile as sf
 
-from fishflow.demo_server import N_SLOTS, SAMPLES_PER_TOKEN, assign_slots, home_slot
-from fishflow.launch import free_loopback_port
+from fishflow.serving.demo_server import N_SLOTS, SAMPLES_PER_TOKEN, assign_slots, home_slot
+from fishflow.serving.launcher import free_loopback_port
 
 TIMEOUT = 20
 TEXTS = {
@@ -34,7 +34,7 @@ TEXTS = {
 
 def start(workdir: Path, *args: str) -> tuple[subprocess.Popen, str]:
     port = free_loopback_port()
-    cmd = [sys.executable, "-m", "fishflow.demo_server", "--port", str(port)]
+    cmd = [sys.executable, "-m", "fishflow.serving.demo_server", "--port", str(port)]
     cmd += ["--workdir", str(workdir), *args]
     stderr = (workdir / "server.err").open("ab")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -479,6 +479,14 @@ def test_sigterm_during_warmup_exits_0(tmp_path):
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "example.com"])
 def test_refuses_non_loopback_hosts(tmp_path, host):
-    cmd = [sys.executable, "-m", "fishflow.demo_server", "--host", host, "--workdir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fishflow.serving.demo_server",
+        "--host",
+        host,
+        "--workdir",
+        str(tmp_path),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 2 and "loopback" in result.stderr

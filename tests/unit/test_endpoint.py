@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from fishflow.endpoint import wait_for_endpoint
 from fishflow.errors import ServerError
+from fishflow.serving.endpoint import wait_for_endpoint
 
 
 def test_a_launcher_that_died_without_a_ready_server_fails_its_consumers_at_once(tmp_path):

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from fishflow.espeak import LANGUAGES, SAMPLE_RATE, Voice, synthesize
+from fishflow.serving.espeak import LANGUAGES, SAMPLE_RATE, Voice, synthesize
 
 
 @pytest.mark.parametrize("language", sorted(LANGUAGES))
@@ -40,8 +40,8 @@ def test_unknown_variant_is_an_error():
 
 DIGEST_EVERY_SLOT = """
 import hashlib
-from fishflow import espeak
-from fishflow.demo_server import PITCHES, VARIANTS
+from fishflow.serving import espeak
+from fishflow.serving.demo_server import PITCHES, VARIANTS
 for variant in VARIANTS:
     for pitch in PITCHES:
         for lang, text in (("en", "Read 42 aloud!"), ("ja", "今日は良い天気ですね。")):

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from fishflow.errors import ServerError
-from fishflow.generate import ShardGenerator
-from fishflow.plan import Plan
+from fishflow.planning.plan import Plan
+from fishflow.speaking.batch import ShardGenerator
 from tests.helpers import make_config
 
 

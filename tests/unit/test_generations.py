@@ -7,20 +7,20 @@ import sys
 
 import pytest
 
-from fishflow import checkpoints
-from fishflow.backends import S1_LANGUAGES, S2_LANGUAGES, FishSpeechBackend
-from fishflow.checkpoints import (
+from fishflow.errors import ConfigError
+from fishflow.planning.config import validate_config
+from fishflow.planning.plan import Plan
+from fishflow.planning.summary import summary_text
+from fishflow.report.provenance import provenance
+from fishflow.serving import checkpoints
+from fishflow.serving.backends import S1_LANGUAGES, S2_LANGUAGES, FishSpeechBackend
+from fishflow.serving.checkpoints import (
     S1_CHECKPOINT_FILES,
     check_files,
     checkpoint_files,
     detect_generation,
     provide,
 )
-from fishflow.config import validate_config
-from fishflow.errors import ConfigError
-from fishflow.plan import Plan
-from fishflow.progress import summary_text
-from fishflow.report.provenance import provenance
 from tests.helpers import make_config
 from tests.unit.test_checkpoints import fish_config, write_checkpoint
 

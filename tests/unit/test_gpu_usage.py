@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fishflow.gpu_usage import GpuSampler, advice, sampler_for
 from fishflow.report.render import gpu_table
+from fishflow.serving.gpu_usage import GpuSampler, advice, sampler_for
 
 
 def test_without_nvidia_ml_py_gpu_use_is_not_measured(monkeypatch):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from fishflow.errors import InputError
-from fishflow.inputs import _id_problem, read_rows
+from fishflow.planning.inputs import _id_problem, read_rows
 from tests.helpers import write_jsonl
 
 

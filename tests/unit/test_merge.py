@@ -1,7 +1,7 @@
 import json
 
 from fishflow import atomic
-from fishflow.merge import merge_language, summarize
+from fishflow.merging.merge import merge_language, summarize
 
 
 def ok(i, voice):

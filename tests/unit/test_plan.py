@@ -5,7 +5,7 @@ import pickle
 import pytest
 
 from fishflow.errors import ConfigError, InputError
-from fishflow.plan import Plan, item_seed
+from fishflow.planning.plan import Plan, item_seed
 from tests.helpers import make_config, write_wav
 
 TEXTS = {

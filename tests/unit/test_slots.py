@@ -1,7 +1,7 @@
 import multiprocessing
 import time
 
-from fishflow.slots import open_slot, try_lock, unlock
+from fishflow.speaking.slots import open_slot, try_lock, unlock
 
 
 def _hold(directory, slots, seconds, starts):

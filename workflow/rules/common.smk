@@ -7,12 +7,12 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 from fishflow import layout
-from fishflow.checkpoints import checkpoint_files
-from fishflow.config import validate_config
+from fishflow.serving.checkpoints import checkpoint_files
+from fishflow.planning.config import validate_config
 from fishflow.errors import FishflowError
-from fishflow.plan import Plan, Settings, Unstored
-from fishflow.progress import summary_text
-from fishflow.slurm import check_resources_expanded
+from fishflow.planning.plan import Plan, Settings, Unstored
+from fishflow.planning.summary import summary_text
+from fishflow.cluster.resources import check_resources_expanded
 
 min_version("9.0")
 

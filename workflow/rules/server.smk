@@ -22,5 +22,5 @@ rule server:
         # The empty endpoint file at once: Snakemake fails the group if a service's output is
         # missing after --latency-wait, and Python's start-up alone can take longer on a busy
         # node. exec: Snakemake's SIGTERM at the end of the group must reach the launcher.
-        ": > {output:q}; exec {params.python:q} -m fishflow.launch --spec {params.spec:q}"
+        ": > {output:q}; exec {params.python:q} -m fishflow.serving.launcher --spec {params.spec:q}"
         " --endpoint {output:q} --log {log:q}"

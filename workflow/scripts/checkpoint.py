@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from fishflow import rulekit
-from fishflow.checkpoints import provide
+from fishflow.serving.checkpoints import provide
 
 rulekit.run(
     snakemake,

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from fishflow import rulekit
-from fishflow.generate import generate_shard
+from fishflow.speaking.batch import generate_shard
 
 rulekit.run(
     snakemake,

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from fishflow import rulekit
-from fishflow.merge import merge_language
+from fishflow.merging.merge import merge_language
 
 rulekit.run(
     snakemake,

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from fishflow import rulekit
-from fishflow.merge import write_summary
+from fishflow.merging.merge import write_summary
 
 rulekit.run(
     snakemake,

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from fishflow import rulekit
-from fishflow.validation import validate_shard
+from fishflow.speaking.validation import validate_shard
 
 rulekit.run(
     snakemake,

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import atomic
-from ..gpu_usage import advice
-from .collect import read_items, read_jobs, run_window, servers, write_items_csv
-from .provenance import provenance
-from .render import render_html
-from .stats import figures
+from fishflow import atomic
+from fishflow.report.collect import read_items, read_jobs, run_window, servers, write_items_csv
+from fishflow.report.provenance import provenance
+from fishflow.report.render import render_html
+from fishflow.report.stats import figures
+from fishflow.serving.gpu_usage import advice
 
 SCHEMA = "fishflow-report/1"
 

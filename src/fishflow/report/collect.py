@@ -10,8 +10,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from .. import atomic
-from ..launch import RECORD_SCHEMA
+from fishflow import atomic
+from fishflow.serving.launcher import RECORD_SCHEMA
 
 ITEM_FIELDS = (
     "lang",

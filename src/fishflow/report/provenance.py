@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..voices import sha256_file
+from fishflow.planning.voices import sha256_file
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from . import plots
+from fishflow.report import plots
 
 # Audio samples per language × voice, embedded as data URIs: the shortest and the median text,
 # enough to listen to each voice without making the page tens of megabytes.

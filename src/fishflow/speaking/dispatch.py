@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .client import FishSpeechClient
-from .endpoint import read_endpoint
-from .errors import FishflowError, ServerError
-from .slots import open_slot, try_lock, unlock
+from fishflow.errors import FishflowError, ServerError
+from fishflow.serving.client import FishSpeechClient
+from fishflow.serving.endpoint import read_endpoint
+from fishflow.speaking.slots import open_slot, try_lock, unlock
 
 POLL_S = 0.01  # a freed slot must be taken again before the replica's queued request is done
 REFRESH_S = 1.0

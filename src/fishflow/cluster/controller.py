@@ -23,8 +23,8 @@ from pathlib import Path
 import submitit
 from submitit.core.utils import UncompletedJobError
 
-from . import run_state, slurm_jobs
-from .errors import FishflowError
+from fishflow.cluster import run_state, slurm_jobs
+from fishflow.errors import FishflowError
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 # Left between the end of Snakemake's drain and the time limit, for the requeue itself.

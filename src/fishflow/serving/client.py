@@ -8,7 +8,7 @@ from collections.abc import Callable
 import msgpack
 import requests
 
-from .errors import PermanentError, TransientError, Unreachable
+from fishflow.errors import PermanentError, TransientError, Unreachable
 
 
 def _snippet(response: requests.Response, limit: int = 300) -> str:

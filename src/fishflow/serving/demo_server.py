@@ -4,7 +4,7 @@ It reproduces the observable behaviour of fish-speech's ``tools/api_server.py`` 
 with the ``/v1/references/*`` endpoints, S1 era): routes, status codes, error bodies, the
 reference folder layout and its quirks. Run it with::
 
-    python -m fishflow.demo_server --host 127.0.0.1 --port 8080 --workdir DIR
+    python -m fishflow.serving.demo_server --host 127.0.0.1 --port 8080 --workdir DIR
 
 Deliberate differences from the real server: output depends only on the request and on the
 registered references (``seed``, ``top_p``, ``temperature`` and friends change nothing), a
@@ -42,7 +42,7 @@ import msgpack
 import numpy as np
 import soundfile as sf
 
-from fishflow import espeak
+from fishflow.serving import espeak
 
 SAMPLE_RATE = 44100
 SAMPLES_PER_TOKEN = 2048  # one codec frame: 44100 / 2048 ≈ 21.5 tokens per second of audio
@@ -835,7 +835,9 @@ def regex(pattern: str) -> re.Pattern:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     description = __doc__.splitlines()[0]
-    parser = argparse.ArgumentParser(prog="python -m fishflow.demo_server", description=description)
+    parser = argparse.ArgumentParser(
+        prog="python -m fishflow.serving.demo_server", description=description
+    )
     parser.add_argument("--host", type=loopback, default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workdir", type=Path, required=True, help="holds references/<id>/")

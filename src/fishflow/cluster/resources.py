@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import ConfigError
+from fishflow.errors import ConfigError
 
 UNSET = re.compile(r"\$\{?(FISHFLOW_SLURM_[A-Z_]+)\}?")
 

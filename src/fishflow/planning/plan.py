@@ -12,11 +12,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout
-from .backends import get_backend
-from .errors import ConfigError, InputError
-from .inputs import Row, read_rows
-from .voices import Voice, load_voices
+from fishflow import layout
+from fishflow.errors import ConfigError, InputError
+from fishflow.planning.inputs import Row, read_rows
+from fishflow.planning.voices import Voice, load_voices
+from fishflow.serving.backends import get_backend
 
 FINGERPRINT_VERSION = 1
 GENERATION_KEYS = (

@@ -1,6 +1,7 @@
 """Start the server replicas of one generation job and keep them serving until the job ends.
 
-Run as `python -m fishflow.launch --spec JSON --endpoint FILE --log FILE` by the `server` rule (a
+Run as `python -m fishflow.serving.launcher --spec JSON --endpoint FILE --log FILE` by the `server`
+rule (a
 Snakemake service, stopped with SIGTERM when its consumers are done). It starts one replica per
 GPU of the job (times `server.servers_per_gpu`), or `server.replicas` of them, each pinned with
 CUDA_VISIBLE_DEVICES, on its own free loopback port and in its own working directory. Each is
@@ -11,7 +12,7 @@ or flag fails the same way again. When every replica has failed the file carries
 
 Beside its log the launcher keeps a structured record, `<log stem>.json` (RECORD_SCHEMA): per
 launcher run (a rerun of the batch appends one) its replicas' starts and start-up seconds, and
-the GPUs' busy fraction and memory (fishflow.gpu_usage). The report reads that, not the log.
+the GPUs' busy fraction and memory (fishflow.serving.gpu_usage). The report reads that, not the log.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic
-from .backends import Launch, get_backend
-from .client import FishSpeechClient
-from .endpoint import log_tail
-from .errors import FishflowError, PermanentError, TransientError
-from .gpu_usage import sampler_for
-from .registration import register_voices
+from fishflow import atomic
+from fishflow.errors import FishflowError, PermanentError, TransientError
+from fishflow.serving.backends import Launch, get_backend
+from fishflow.serving.client import FishSpeechClient
+from fishflow.serving.endpoint import log_tail
+from fishflow.serving.gpu_usage import sampler_for
+from fishflow.serving.registration import register_voices
 
 LOOPBACK = "127.0.0.1"
 PRIVATE = 0o600  # the endpoint file holds the servers' API key

@@ -11,10 +11,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import atomic
-from .client import FishSpeechClient
-from .errors import ServerError
-from .voices import AUDIO_SUFFIXES, sha256_file
+from fishflow import atomic
+from fishflow.errors import ServerError
+from fishflow.planning.voices import AUDIO_SUFFIXES, sha256_file
+from fishflow.serving.client import FishSpeechClient
 
 
 def _folder_problem(folder: Path, voice: dict) -> str | None:

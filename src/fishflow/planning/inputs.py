@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
+from fishflow.errors import InputError
 
 MAX_ID_LENGTH = 200  # leaves room for ".wav" and temp suffixes under the usual 255-byte limit
 # Ids that pass every check of `_id_problem` (most do): one regex instead of a scan per character.

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from . import atomic
+from fishflow import atomic
 
 STATE_RELPATH = "work/controller.json"
 LOG_RELPATH = "logs/controller/snakemake.log"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import atomic, layout
-from .config import load_schema
-from .plan import Plan
+from fishflow import atomic, layout
+from fishflow.planning.config import load_schema
+from fishflow.planning.plan import Plan
 
 # Where the estimate's figures come from, when they are the schema's defaults: no GPU figure has
 # been measured yet (benchmarks/RESULTS.md section 5 has the command that measures them).

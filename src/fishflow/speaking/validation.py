@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import atomic
-from .audio import check_wav
-from .errors import FishflowError
-from .voices import sha256_file
+from fishflow import atomic
+from fishflow.errors import FishflowError
+from fishflow.planning.voices import sha256_file
+from fishflow.speaking.audio import check_wav
 
 
 def validate_record(record: dict, out: Path, limits: dict) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import soundfile
 
-from .errors import InputError
+from fishflow.errors import InputError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 

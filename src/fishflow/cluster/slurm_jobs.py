@@ -6,7 +6,7 @@ import subprocess
 import time
 from collections.abc import Iterable
 
-from .errors import FishflowError
+from fishflow.errors import FishflowError
 
 TIMEOUT_S = 60
 

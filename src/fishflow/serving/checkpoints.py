@@ -20,9 +20,9 @@ import json
 import logging
 from pathlib import Path
 
-from . import atomic
-from .errors import ConfigError, FishflowError
-from .voices import sha256_file
+from fishflow import atomic
+from fishflow.errors import ConfigError, FishflowError
+from fishflow.planning.voices import sha256_file
 
 S1, S2 = "S1", "S2"
 GENERATION_TITLES = {S1: "OpenAudio S1 / S1-mini", S2: "Fish Audio S2"}
@@ -36,7 +36,7 @@ S2_WEIGHTS = (S2_SHARD_INDEX, "model.safetensors", "model.pth")
 # What server.fish_speech.download_repo may fetch, and the generation each holds.
 DOWNLOAD_REPOS = {"fishaudio/openaudio-s1-mini": S1, "fishaudio/s2-pro": S2}
 
-log = logging.getLogger("fishflow.checkpoints")
+log = logging.getLogger("fishflow.serving.checkpoints")
 
 
 def decoder_path(fish: dict) -> Path:

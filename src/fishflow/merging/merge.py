@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from . import atomic
+from fishflow import atomic
 
 METADATA_FIELDS = (
     "id",

@@ -8,7 +8,7 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import ServerError
+from fishflow.errors import ServerError
 
 POLL_S = 0.2
 

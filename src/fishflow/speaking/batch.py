@@ -18,17 +18,17 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from . import atomic, layout
-from .audio import check_wav
-from .backends import get_backend
-from .client import with_retries
-from .dispatch import ReplicaPool
-from .endpoint import wait_for_endpoint
-from .errors import FishflowError, PermanentError, ServerError, Unreachable
-from .plan import GENERATION_KEYS, Item, Shard, item_seed
-from .voices import sha256_file
+from fishflow import atomic, layout
+from fishflow.errors import FishflowError, PermanentError, ServerError, Unreachable
+from fishflow.planning.plan import GENERATION_KEYS, Item, Shard, item_seed
+from fishflow.planning.voices import sha256_file
+from fishflow.serving.backends import get_backend
+from fishflow.serving.client import with_retries
+from fishflow.serving.endpoint import wait_for_endpoint
+from fishflow.speaking.audio import check_wav
+from fishflow.speaking.dispatch import ReplicaPool
 
-log = logging.getLogger("fishflow.generate")
+log = logging.getLogger("fishflow.speaking.batch")
 ENDPOINT_GRACE_S = 60  # consumers may start before their server's launcher
 
 

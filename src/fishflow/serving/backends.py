@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from .api_key_shim import KEY_ENV
-from .checkpoints import (
+from fishflow.errors import ConfigError
+from fishflow.serving.api_key_shim import KEY_ENV
+from fishflow.serving.checkpoints import (
     GENERATION_TITLES,
     S1,
     S2,
@@ -19,7 +20,6 @@ from .checkpoints import (
     decoder_path,
     generation,
 )
-from .errors import ConfigError
 
 DEMO_LANGUAGES = frozenset({"en", "de", "fr", "ja", "zh"})
 # The languages OpenAudio S1 / S1-mini were trained on.
@@ -90,7 +90,9 @@ class DemoBackend:
         ]
         if demo["fail_pattern"]:
             args += ["--fail-pattern", demo["fail_pattern"]]
-        return Launch(keyed_command(sys.executable, "fishflow.demo_server", args), key_env(api_key))
+        return Launch(
+            keyed_command(sys.executable, "fishflow.serving.demo_server", args), key_env(api_key)
+        )
 
 
 class FishSpeechBackend:

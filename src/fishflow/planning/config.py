@@ -8,9 +8,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .errors import ConfigError
+from fishflow.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Package data: a non-editable install validates configs too.
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
 def merged(base: dict, update: dict) -> dict:

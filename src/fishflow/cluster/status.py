@@ -8,11 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from . import atomic, layout, run_state, slurm_jobs
-from .config import merged, validate_config
-from .errors import ConfigError, FishflowError
-from .plan import Plan
-from .progress import todo_by_shard
+from fishflow import atomic, layout
+from fishflow.cluster import run_state, slurm_jobs
+from fishflow.errors import ConfigError, FishflowError
+from fishflow.planning.config import merged, validate_config
+from fishflow.planning.plan import Plan
+from fishflow.planning.summary import todo_by_shard
 
 
 def merged_config(configfiles: list[str]) -> dict:
