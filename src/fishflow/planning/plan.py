@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from fishflow import layout
@@ -47,24 +48,13 @@ class Item:
 class Settings:
     """The config, wrapped so that Snakemake neither stores nor compares it as a param.
 
-    Only the shard fingerprint decides reruns: timeouts, retries or fault injection can change
+    Only the batch fingerprint decides reruns: timeouts, retries or fault injection can change
     without regenerating audio.
     """
 
     def __init__(self, config: dict):
         self.config = config
         self.out = Path(config["output_dir"])
-
-
-class Unstored:
-    """A shell argument Snakemake neither stores nor compares as a param (it only compares
-    builtin types), so changing it triggers no rerun."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +112,10 @@ class ShardItems(Sequence):
     def __hash__(self) -> int:
         return hash(self._all())
 
+    def fingerprint(self) -> str:
+        """The shard's: `Plan.shard_fingerprint`'s digest, from the same bytes."""
+        return hashlib.sha256(f"{self._maker.head}{_json(self._rows)}]".encode()).hexdigest()
+
     def __reduce__(self):
         # The job receives the recipe, not the items: a smaller pickle in its script preamble.
         return (ShardItems, (self._maker, self._rows))
@@ -129,13 +123,28 @@ class ShardItems(Sequence):
 
 @dataclass(frozen=True)
 class Shard:
-    """Everything a generation job needs, passed to it as a Snakemake param (not compared)."""
+    """A shard's items and fingerprint, both made when the job reads them."""
 
     lang: str
     voice: str
     name: str
-    items: Sequence[Item]
-    voice_sha256: str
+    items: ShardItems
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return self.items.fingerprint()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Everything a generation job needs, passed to it as a Snakemake param (not compared):
+    up to `shards_per_job` consecutive shards of one language x voice, and that voice."""
+
+    lang: str
+    voice: str
+    name: str
+    shards: tuple[Shard, ...]
+    reference: dict  # Voice.spec(): id, audio, text, sha256
 
 
 def item_seed(base_seed: int, lang: str, voice: str, item_id: str, attempt: int = 0) -> int:
@@ -174,10 +183,6 @@ class Plan:
         }
         self.assignment = self._assign(config["voice_assignment"])
         self.shards_per_job = config["shards_per_job"]
-        self._batches = {
-            key: layout.batch_name(index // self.shards_per_job)
-            for index, key in enumerate(self.shard_keys())
-        }
 
     def _check_languages(self, inputs: dict) -> None:
         supported = self.backend.languages(self.config["server"])
@@ -226,9 +231,38 @@ class Plan:
             for index in range(self.shard_count(lang, voice))
         ]
 
-    def batch(self, lang: str, voice: str, name: str) -> str:
-        """The server job (batch of `shards_per_job` shards, in plan order) serving a shard."""
-        return self._batches[(lang, voice, name)]
+    # -- batches: what one generation job speaks ----------------------------------------------
+    # Consecutive shards of one language x voice: rows appended to an input change at most the
+    # last batch of each language x voice they touch, and add new ones.
+
+    def batch_keys(self) -> list[tuple[str, str, str]]:
+        return [
+            (lang, voice, layout.batch_name(index))
+            for (lang, voice) in sorted(self.assignment)
+            for index in range(-(-self.shard_count(lang, voice) // self.shards_per_job))
+        ]
+
+    def batch_of(self, lang: str, voice: str, shard: str) -> str:
+        return layout.batch_name(layout.shard_index(shard) // self.shards_per_job)
+
+    def batch_shards(self, lang: str, voice: str, batch: str) -> list[str]:
+        first = layout.shard_index(batch[1:]) * self.shards_per_job
+        last = min(first + self.shards_per_job, self.shard_count(lang, voice))
+        if first >= last:
+            raise KeyError(f"no batch {lang}/{voice}/{batch} in the plan")
+        return [layout.shard_name(index) for index in range(first, last)]
+
+    def batch_fingerprint(self, lang: str, voice: str, batch: str) -> str:
+        """Changes exactly when some item of the batch would change; a Snakemake rerun
+        trigger (the items' own fingerprints decide what is spoken again)."""
+        shards = self.batch_shards(lang, voice, batch)
+        return _digest([self.shard_fingerprint(lang, voice, name) for name in shards])
+
+    def batch(self, lang: str, voice: str, batch: str) -> Batch:
+        shards = tuple(
+            self.shard(lang, voice, name) for name in self.batch_shards(lang, voice, batch)
+        )
+        return Batch(lang, voice, batch, shards, self.voices[voice].spec())
 
     def shard_rows(self, lang: str, voice: str, name: str) -> list[Row]:
         index = layout.shard_index(name)
@@ -253,7 +287,7 @@ class Plan:
         )
 
     def shard_fingerprint(self, lang: str, voice: str, name: str) -> str:
-        """Changes exactly when some item of the shard would change; a Snakemake rerun trigger."""
+        """Changes exactly when some item of the shard would change."""
         rows = self.shard_rows(lang, voice, name)
         return _digest(self._common(lang, voice), [(row.id, row.text) for row in rows])
 
@@ -261,16 +295,12 @@ class Plan:
         head = f"[{_json(self._common(lang, voice))}, "
         return ItemMaker(lang=lang, voice=voice, base_seed=self.base_seed, head=head)
 
-    def item(self, lang: str, voice: str, row: Row) -> Item:
-        return self.item_maker(lang, voice).item(row.id, row.text)
-
     def shard(self, lang: str, voice: str, name: str) -> Shard:
         rows = self.shard_rows(lang, voice, name)
         return Shard(
             lang=lang,
             voice=voice,
             name=name,
-            voice_sha256=self.voices[voice].sha256,
             items=ShardItems(self.item_maker(lang, voice), tuple((r.id, r.text) for r in rows)),
         )
 

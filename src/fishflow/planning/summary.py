@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from fishflow import atomic, layout
+from dataclasses import dataclass
+
+from fishflow import atomic
+from fishflow.layout import Layout
 from fishflow.planning.config import load_schema
 from fishflow.planning.plan import Plan
+from fishflow.records import ItemRecord, is_done
 
 # Where the estimate's figures come from, when they are the schema's defaults: no GPU figure has
 # been measured yet (benchmarks/RESULTS.md section 5 has the command that measures them).
@@ -12,6 +16,17 @@ UNMEASURED_DEFAULTS = (
     "schema defaults, not measured on a GPU: set planning.* from "
     "benchmarks/gpu_throughput.py on your GPU"
 )
+
+
+@dataclass(frozen=True)
+class ShardProgress:
+    total: int
+    done: int  # spoken with the current fingerprint, WAV in place
+    failed: int  # failed in the last attempt (tried again when its batch runs)
+
+    @property
+    def todo(self) -> int:
+        return self.total - self.done
 
 
 def estimate_source(planning: dict) -> str:
@@ -22,32 +37,40 @@ def estimate_source(planning: dict) -> str:
     return UNMEASURED_DEFAULTS if planning == defaults else "from the config"
 
 
-def todo_by_shard(plan: Plan) -> dict[tuple[str, str, str], int]:
-    """Items per shard not yet spoken with the current fingerprint (from the shard journals)."""
-    todo = {}
+def shard_progress(plan: Plan) -> dict[tuple[str, str, str], ShardProgress]:
+    """Per shard, from its journal: items done, failed and to do. Reads files only (a WAV's
+    size, not its content: the generation job re-checks that on its node)."""
+    layout = Layout(plan.out)
+    progress = {}
     for lang, voice, name in plan.shard_keys():
-        journal = plan.out / layout.progress_relpath(lang, voice, name)
         rows = plan.shard_rows(lang, voice, name)
+        journal = layout.journal(lang, voice, name)
         if not journal.exists():
-            todo[(lang, voice, name)] = len(rows)
+            progress[(lang, voice, name)] = ShardProgress(len(rows), 0, 0)
             continue
-        spoken = {
-            r["id"]: r["fingerprint"] for r in atomic.read_jsonl(journal) if r["status"] == "ok"
-        }
+        last = {r["id"]: ItemRecord.from_dict(r) for r in atomic.read_jsonl(journal)}
         maker = plan.item_maker(lang, voice)
-        todo[(lang, voice, name)] = sum(
-            spoken.get(row.id) != maker.fingerprint(row.id, row.text) for row in rows
+        done = sum(
+            is_done(last.get(row.id), maker.fingerprint(row.id, row.text), plan.out) for row in rows
         )
-    return todo
+        failed = sum(not last[row.id].ok for row in rows if row.id in last)
+        progress[(lang, voice, name)] = ShardProgress(len(rows), done, failed)
+    return progress
 
 
 def summary_text(plan: Plan) -> str:
     languages = sorted(plan.rows)
     voices = sorted(plan.voices)
-    todo = todo_by_shard(plan)
-    items_todo = sum(todo.values())
+    progress = shard_progress(plan)
+    items_todo = sum(shard.todo for shard in progress.values())
     total = plan.item_count()
-    jobs = len({plan.batch(*key) for key, count in todo.items() if count})
+    jobs = len(
+        {
+            (lang, voice, plan.batch_of(lang, voice, name))
+            for (lang, voice, name), shard in progress.items()
+            if shard.todo
+        }
+    )
     estimate = plan.config["planning"]
     gpu_hours = (
         items_todo * estimate["seconds_per_item"] + jobs * estimate["server_startup_s"]
@@ -55,11 +78,11 @@ def summary_text(plan: Plan) -> str:
     model = f", model {plan.generation}" if plan.generation else ""
     return (
         f"fishflow plan: {len(languages)} language(s) {languages} x {len(voices)} voice(s) "
-        f"{voices} -> {len(todo)} shard(s) of up to {plan.shard_size} items; "
+        f"{voices} -> {len(progress)} shard(s) of up to {plan.shard_size} items; "
         f"backend {plan.backend.name}{model} ({plan.model_id})\n"
         f"fishflow plan: items: {total} total, {total - items_todo} done, {items_todo} to do\n"
-        f"fishflow plan: generation jobs (one server start each, one Slurm job on a cluster): "
-        f"{jobs} of up to {plan.shards_per_job} shards; estimated GPU-hours: {gpu_hours:.2f} "
-        f"({estimate['seconds_per_item']} s/item, {estimate['server_startup_s']} s start-up/job: "
-        f"{estimate_source(estimate)})"
+        f"fishflow plan: generation jobs with work (one server start each, one Slurm job on a "
+        f"cluster): {jobs} of up to {plan.shards_per_job} shards of one language x voice; "
+        f"estimated GPU-hours: {gpu_hours:.2f} ({estimate['seconds_per_item']} s/item, "
+        f"{estimate['server_startup_s']} s start-up/job: {estimate_source(estimate)})"
     )
