@@ -12,7 +12,7 @@ would not hold twice the replicas, or when the time budget would not hold the ne
 the best replica count again with `--compile`. It prints a short table LAST; every server log,
 the launchers' records, the WAVs and results.json are kept under --logs.
 
-What runs: fishflow's own launcher (`python -m fishflow.serving.launcher`, the `server` rule's
+What runs: fishflow's own launcher (`python -m fishflow.serving.replicas`, the `server` rule's
 command:
 replicas, health, voice registration, the NVML record) and fishflow's own generation client
 (`fishflow.speaking.batch.ShardGenerator`, the `generate` rule's code: the replica pool, requests in
@@ -66,7 +66,7 @@ from fishflow.planning.config import validate_config  # noqa: E402
 from fishflow.planning.plan import Plan  # noqa: E402
 from fishflow.serving.client import FishSpeechClient  # noqa: E402
 from fishflow.serving.endpoint import read_endpoint  # noqa: E402
-from fishflow.serving.launcher import record_path  # noqa: E402
+from fishflow.serving.replicas import record_path  # noqa: E402
 from fishflow.speaking.batch import ShardGenerator  # noqa: E402
 from tests.tooling import fish_speech_env  # noqa: E402
 
@@ -219,7 +219,7 @@ class Servers:
         self.log = folder / "b00000.log"
         self.endpoint.parent.mkdir(parents=True)
         self.timeout_s = timeout_s
-        command = [sys.executable, "-m", "fishflow.serving.launcher", "--spec", json.dumps(spec)]
+        command = [sys.executable, "-m", "fishflow.serving.replicas", "--spec", json.dumps(spec)]
         command += ["--endpoint", str(self.endpoint), "--log", str(self.log)]
         env = {**os.environ, "PYTHONPATH": str(common.REPO / "src")}
         self.started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The launcher (`python -m fishflow.serving.launcher`, the `server` rule's command) with real demo
+"""The launcher (`python -m fishflow.serving.replicas`, the `server` rule's command) with real demo
 servers:
 several replicas, the restart of a replica that dies, failure reporting and clean stops."""
 
@@ -17,7 +17,7 @@ from fishflow.errors import ServerError, TransientError
 from fishflow.planning.plan import Plan
 from fishflow.serving.client import with_retries
 from fishflow.serving.endpoint import read_endpoint, wait_for_endpoint
-from fishflow.serving.launcher import replica_devices
+from fishflow.serving.replicas import replica_devices
 from fishflow.speaking.dispatch import ReplicaPool
 from tests.e2e.conftest import TEXTS
 from tests.helpers import make_config
@@ -39,7 +39,7 @@ class Launcher:
         command = [
             sys.executable,
             "-m",
-            "fishflow.serving.launcher",
+            "fishflow.serving.replicas",
             "--spec",
             json.dumps(self.spec),
         ]
