@@ -71,6 +71,11 @@ class Layout:
         """How a batch's job ran its servers: replicas, node, Slurm job, GPUs, start-up."""
         return self.out / "work" / "batches" / lang / voice / f"{batch}.servers.json"
 
+    def partial_wavs(self, lang: str, voice: str, batch: str) -> Path:
+        """Where a batch's WAVs are written before they are renamed into audio/: a job killed
+        mid-write leaves its partial WAV here, and the batch's next job removes it."""
+        return self.out / "work" / "partial" / lang / voice / batch
+
     def server_home(self, lang: str, voice: str, batch: str, host: str, pid: int) -> Path:
         """Working folders of a job's server replicas (their reference stores)."""
         return self.out / "work" / "servers" / lang / voice / f"{batch}-{host}-{pid}"

@@ -275,6 +275,9 @@ class Replicas:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,
+                # Out of the terminal's process group: a Ctrl-C reaches the job, which finishes
+                # the requests in flight before it stops its servers.
+                start_new_session=True,
             )
         threading.Thread(target=self._bring_up, args=(replica, launch), daemon=True).start()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -84,6 +85,8 @@ class BatchJob:
         self.stop_reason = "the job was stopped"
         self.pool: ReplicaPool | None = None
         self.started_at = time.time()
+        self.partial = self.layout.partial_wavs(batch.lang, batch.voice, batch.name)
+        shutil.rmtree(self.partial, ignore_errors=True)  # left by a killed job of this batch
         self.shards = [self._resume(shard) for shard in batch.shards]
 
     # -- resume ----------------------------------------------------------------------------------
@@ -153,7 +156,8 @@ class BatchJob:
             attempts += used
             check = check_wav(data, item.text, self.limits)
             if check.ok:
-                atomic.write_bytes(self.layout.out / item.wav, data)
+                self.partial.mkdir(parents=True, exist_ok=True)
+                atomic.write_bytes(self.layout.out / item.wav, data, tmp_dir=self.partial)
                 return ItemRecord(
                     **common,
                     status="ok",
@@ -268,6 +272,7 @@ class BatchJob:
             for work in self.shards
         ]
         atomic.write_jsonl(batch_record, [shard.as_dict() for shard in shards])
+        shutil.rmtree(self.partial, ignore_errors=True)
 
     def _start_servers(self) -> Replicas:
         b = self.batch
