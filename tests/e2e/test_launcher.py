@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from fishflow.serving.endpoint import read_endpoint, wait_for_endpoint
+from fishflow.speaking.dispatch import ReplicaPool
 
 from fishflow.errors import ServerError, TransientError
 from fishflow.planning.plan import Plan
 from fishflow.serving.client import with_retries
-from fishflow.serving.endpoint import read_endpoint, wait_for_endpoint
 from fishflow.serving.replicas import replica_devices
-from fishflow.speaking.dispatch import ReplicaPool
 from tests.e2e.conftest import TEXTS
 from tests.helpers import make_config
 

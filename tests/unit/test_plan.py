@@ -96,6 +96,41 @@ def test_appending_rows_changes_only_the_last_shard(tmp_path):
     assert len(after.shard_keys()) == len(before.shard_keys())
 
 
+def test_batches_are_consecutive_shards_of_one_language_and_voice(tmp_path):
+    rows = {"en": [{"id": f"e{i}", "text": f"Sentence {i}."} for i in range(9)]}
+    plan = Plan(make_config(tmp_path, rows, shard_size=2, shards_per_job=2))
+    assert plan.batch_keys() == [
+        (lang, voice, batch)
+        for lang, voice in [("en", "alice"), ("en", "bob")]
+        for batch in ("b00000", "b00001", "b00002")
+    ]
+    assert plan.batch_shards("en", "bob", "b00001") == ["00002", "00003"]
+    assert plan.batch_shards("en", "bob", "b00002") == ["00004"]
+    batch = plan.batch("en", "bob", "b00001")
+    assert [shard.name for shard in batch.shards] == ["00002", "00003"]
+    assert batch.reference["id"] == "bob" and batch.reference["sha256"]
+    for shard in batch.shards:
+        assert shard.fingerprint == plan.shard_fingerprint("en", "bob", shard.name)
+
+
+def test_appending_rows_reruns_at_most_the_last_batch_of_each_language_and_voice(tmp_path):
+    rows = [{"id": f"e{i}", "text": f"Sentence {i}."} for i in range(9)]
+    settings = {"shard_size": 2, "shards_per_job": 2}
+    before = Plan(make_config(tmp_path, {"en": rows}, **settings))
+    more = rows + [{"id": f"e{i}", "text": f"Sentence {i}."} for i in range(9, 14)]
+    after = Plan(make_config(tmp_path, {"en": more}, **settings))
+    changed = {
+        key
+        for key in before.batch_keys()
+        if before.batch_fingerprint(*key) != after.batch_fingerprint(*key)
+    }
+    assert changed == {("en", "alice", "b00002"), ("en", "bob", "b00002")}
+    assert set(after.batch_keys()) - set(before.batch_keys()) == {
+        ("en", "alice", "b00003"),
+        ("en", "bob", "b00003"),
+    }
+
+
 def test_item_seeds_are_deterministic_and_distinct():
     assert item_seed(42, "en", "a", "x") == item_seed(42, "en", "a", "x")
     seeds = {item_seed(42, "en", v, i, attempt) for v in "ab" for i in "xyz" for attempt in (0, 1)}
