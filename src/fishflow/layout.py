@@ -1,8 +1,7 @@
 """Every path under the output folder, in one place: rules, jobs, merging, the report and
 `fishflow status` all take their paths from here.
 
-Methods accept Snakemake wildcards as arguments (`layout.batch_record("{lang}", "{voice}",
-"{batch}")`), so the rules' patterns and the code's paths cannot drift apart.
+Methods accept Snakemake wildcards as arguments (`layout.batch_record("{lang}", "{batch}")`), so the rules' patterns and the code's paths cannot drift apart.
 """
 
 from __future__ import annotations
@@ -63,29 +62,29 @@ class Layout:
         it and the next run speaks only what is missing."""
         return self.out / "work" / "progress" / lang / voice / f"{shard}.jsonl"
 
-    def batch_record(self, lang: str, voice: str, batch: str) -> Path:
+    def batch_record(self, lang: str, batch: str) -> Path:
         """A finished batch: one shard record per line, in plan order."""
-        return self.out / "work" / "batches" / lang / voice / f"{batch}.jsonl"
+        return self.out / "work" / "batches" / lang / f"{batch}.jsonl"
 
-    def servers_record(self, lang: str, voice: str, batch: str) -> Path:
+    def servers_record(self, lang: str, batch: str) -> Path:
         """How a batch's job ran its servers: replicas, node, Slurm job, GPUs, start-up."""
-        return self.out / "work" / "batches" / lang / voice / f"{batch}.servers.json"
+        return self.out / "work" / "batches" / lang / f"{batch}.servers.json"
 
-    def partial_wavs(self, lang: str, voice: str, batch: str) -> Path:
+    def partial_wavs(self, lang: str, batch: str) -> Path:
         """Where a batch's WAVs are written before they are renamed into audio/: a job killed
         mid-write leaves its partial WAV here, and the batch's next job removes it."""
-        return self.out / "work" / "partial" / lang / voice / batch
+        return self.out / "work" / "partial" / lang / batch
 
-    def server_home(self, lang: str, voice: str, batch: str, host: str, pid: int) -> Path:
+    def server_home(self, lang: str, batch: str, host: str, pid: int) -> Path:
         """Working folders of a job's server replicas (their reference stores)."""
-        return self.out / "work" / "servers" / lang / voice / f"{batch}-{host}-{pid}"
+        return self.out / "work" / "servers" / lang / f"{batch}-{host}-{pid}"
 
     # -- logs ----------------------------------------------------------------------------------
-    def speak_log(self, lang: str, voice: str, batch: str) -> Path:
-        return self.out / "logs" / "speak" / lang / voice / f"{batch}.log"
+    def speak_log(self, lang: str, batch: str) -> Path:
+        return self.out / "logs" / "speak" / lang / f"{batch}.log"
 
-    def replica_log(self, lang: str, voice: str, batch: str, replica: str) -> Path:
-        return self.out / "logs" / "speak" / lang / voice / batch / f"{replica}.log"
+    def replica_log(self, lang: str, batch: str, replica: str) -> Path:
+        return self.out / "logs" / "speak" / lang / batch / f"{replica}.log"
 
     def log(self, name: str) -> Path:
         """The log of a rule with one job per run or language (`merge/en`, `report`)."""

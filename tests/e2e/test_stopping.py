@@ -59,11 +59,11 @@ def test_no_process_of_the_run_outlives_snakemake(project, how):
     while (left := run_processes(project.root)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"left after {how} of snakemake: {left}"
-    started = {p: p.read_text() for p in (project.out / "logs" / "speak").glob("*/*/*.log")}
+    started = {p: p.read_text() for p in (project.out / "logs" / "speak").glob("*/*.log")}
     logs = "".join(started.values())
     if how == "sigterm":
         # Snakemake's graceful stop: its running jobs finish their batches, no new one starts.
-        assert "did not complete" not in logs and 0 < len(started) < 4
+        assert "did not complete" not in logs and len(started) == 1
     else:
         # The jobs stopped at once: nothing new was sent, their batches did not complete.
         why = "the job got SIGINT" if how == "ctrl-c" else "which started this job, has gone"
@@ -94,7 +94,7 @@ def test_kill_9_of_everything_loses_at_most_the_items_in_flight(project):
     # Every journaled item is on disk; at most the requests in flight (2 per job, 2 jobs) were
     # written and not yet journaled; nothing in audio/ is partial.
     assert set(journaled) <= set(on_disk)
-    assert len(set(on_disk) - set(journaled)) <= 4
+    assert len(set(on_disk) - set(journaled)) <= 2 * 2
     for name, path in on_disk.items():
         assert name.endswith(".wav") and not Path(name).name.startswith("."), name
         info = soundfile.info(str(path))

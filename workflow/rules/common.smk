@@ -31,7 +31,6 @@ LANGUAGES = sorted(PLAN.rows)
 
 wildcard_constraints:
     lang=r"[a-z]{2,3}",
-    voice=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     batch=r"b\d+",
 
 
@@ -74,18 +73,18 @@ def checkpoint_provenance(wildcards):
 
 
 def batch_spec(wildcards):
-    return PLAN.batch(wildcards.lang, wildcards.voice, wildcards.batch)
+    return PLAN.batch(wildcards.lang, wildcards.batch)
 
 
 def batch_fingerprint(wildcards):
-    return PLAN.batch_fingerprint(wildcards.lang, wildcards.voice, wildcards.batch)
+    return PLAN.batch_fingerprint(wildcards.lang, wildcards.batch)
 
 
 def batch_records(wildcards):
-    """A language's batch records, in plan order."""
+    """A language's batch records."""
     return [
-        str(LAYOUT.batch_record(lang, voice, batch))
-        for lang, voice, batch in PLAN.batch_keys()
+        str(LAYOUT.batch_record(lang, batch))
+        for lang, batch in PLAN.batch_keys()
         if lang == wildcards.lang
     ]
 

@@ -1,14 +1,14 @@
-# One generation job per batch (up to shards_per_job shards of one language x voice): on a
-# cluster one Slurm job, which starts its server replicas on its node, speaks what is missing
-# and stops them (see README, design notes).
+# One generation job per batch (about shards_per_job shards of one language, spread over its
+# voices): on a cluster one Slurm job, which starts its server replicas on its node, speaks
+# what is missing and stops them (see README, design notes).
 rule speak:
     input:
         checkpoint_provenance,
     output:
-        shards=str(LAYOUT.batch_record("{lang}", "{voice}", "{batch}")),
-        servers=str(LAYOUT.servers_record("{lang}", "{voice}", "{batch}")),
+        shards=str(LAYOUT.batch_record("{lang}", "{batch}")),
+        servers=str(LAYOUT.servers_record("{lang}", "{batch}")),
     log:
-        str(LAYOUT.speak_log("{lang}", "{voice}", "{batch}")),
+        str(LAYOUT.speak_log("{lang}", "{batch}")),
     conda:
         "../../envs/fishflow.yaml"
     params:

@@ -39,23 +39,27 @@ def configfiles(command: list[str]) -> list[str]:
 
 
 def progress_rows(plan: Plan) -> list[tuple]:
-    """Per language and voice: items done, failed and planned; batches finished and planned."""
-    layout = Layout(plan.out)
+    """Per language and voice: items done, failed and planned."""
     progress = shard_progress(plan)
-    batches = plan.batch_keys()
     rows = []
     for lang in sorted(plan.rows):
         for voice in sorted(plan.voices):
             shards = [p for key, p in progress.items() if key[:2] == (lang, voice)]
-            if not shards:
-                continue
-            total = sum(shard.total for shard in shards)
-            done = sum(shard.done for shard in shards)
-            failed = sum(shard.failed for shard in shards)
-            mine = [key for key in batches if key[:2] == (lang, voice)]
-            finished = sum(layout.batch_record(*key).exists() for key in mine)
-            rows.append((lang, voice, f"{done}/{total}", failed, f"{finished}/{len(mine)}"))
+            if shards:
+                done = sum(shard.done for shard in shards)
+                total = sum(shard.total for shard in shards)
+                rows.append((lang, voice, f"{done}/{total}", sum(s.failed for s in shards)))
     return rows
+
+
+def batches_finished(plan: Plan) -> str:
+    """Per language: generation jobs (batches) whose record is written, of those planned."""
+    layout = Layout(plan.out)
+    counts = {lang: [0, 0] for lang in sorted(plan.rows)}
+    for lang, batch in plan.batch_keys():
+        counts[lang][0] += layout.batch_record(lang, batch).exists()
+        counts[lang][1] += 1
+    return ", ".join(f"{lang} {done}/{total}" for lang, (done, total) in counts.items())
 
 
 def table(header: tuple, rows: list[tuple]) -> str:
@@ -91,6 +95,11 @@ def status_text(out: Path) -> str:
     # Relative paths in the config are relative to where the controller runs snakemake.
     with contextlib.chdir(state["cwd"]):
         plan = Plan(merged_config(configfiles(state["command"])))
-    header = ("lang", "voice", "items done", "items failed", "batches finished")
-    lines += ["", table(header, progress_rows(plan))]
+    header = ("lang", "voice", "items done", "items failed")
+    lines += [
+        "",
+        table(header, progress_rows(plan)),
+        "",
+        f"batches finished: {batches_finished(plan)}",
+    ]
     return "\n".join(lines)

@@ -10,12 +10,15 @@ from fishflow.records import ShardRecord
 
 
 def merge_language(batch_records: list[Path], metadata: Path, failed: Path) -> None:
-    """Concatenate batches in the given (plan) order, so manifests are stable across runs."""
+    """The language's items in plan order (voice, then shard, then input order), so manifests
+    are stable across runs and batch sizes."""
+    shards = [
+        ShardRecord.from_dict(line) for path in batch_records for line in atomic.read_jsonl(path)
+    ]
     spoken, broken = [], []
-    for path in batch_records:
-        for line in atomic.read_jsonl(path):
-            for item in ShardRecord.from_dict(line).items:
-                (spoken if item.ok else broken).append(item.manifest_row())
+    for shard in sorted(shards, key=lambda shard: (shard.voice, shard.shard)):
+        for item in shard.items:
+            (spoken if item.ok else broken).append(item.manifest_row())
     atomic.write_jsonl(metadata, spoken)
     atomic.write_jsonl(failed, broken)
 

@@ -138,13 +138,12 @@ class Shard:
 @dataclass(frozen=True)
 class Batch:
     """Everything a generation job needs, passed to it as a Snakemake param (not compared):
-    up to `shards_per_job` consecutive shards of one language x voice, and that voice."""
+    shards of one language (see Plan.batch_keys) and their voices."""
 
     lang: str
-    voice: str
     name: str
     shards: tuple[Shard, ...]
-    reference: dict  # Voice.spec(): id, audio, text, sha256
+    references: tuple[dict, ...]  # Voice.spec(): id, audio, text, sha256
 
 
 def item_seed(base_seed: int, lang: str, voice: str, item_id: str, attempt: int = 0) -> int:
@@ -232,37 +231,50 @@ class Plan:
         ]
 
     # -- batches: what one generation job speaks ----------------------------------------------
-    # Consecutive shards of one language x voice: rows appended to an input change at most the
-    # last batch of each language x voice they touch, and add new ones.
+    # Batch b of a language holds shards b*span .. (b+1)*span - 1 of each of its voices, where
+    # span spreads `shards_per_job` over the voices: one server start serves every voice, and
+    # rows appended to an input change at most the last batch of each language x voice they
+    # touch (its last shard), and add new batches.
 
-    def batch_keys(self) -> list[tuple[str, str, str]]:
-        return [
-            (lang, voice, layout.batch_name(index))
-            for (lang, voice) in sorted(self.assignment)
-            for index in range(-(-self.shard_count(lang, voice) // self.shards_per_job))
+    @property
+    def batch_span(self) -> int:
+        """Shards per voice in one batch."""
+        return -(-self.shards_per_job // len(self.voices))
+
+    def batch_keys(self) -> list[tuple[str, str]]:
+        keys = []
+        for lang in sorted(self.rows):
+            shards = max(self.shard_count(lang, voice) for voice in self.voices)
+            keys += [(lang, layout.batch_name(i)) for i in range(-(-shards // self.batch_span))]
+        return keys
+
+    def batch_of(self, shard: str) -> str:
+        return layout.batch_name(layout.shard_index(shard) // self.batch_span)
+
+    def batch_shards(self, lang: str, batch: str) -> list[tuple[str, str]]:
+        """(voice, shard) of the batch's shards, in plan order."""
+        first = layout.shard_index(batch[1:]) * self.batch_span
+        shards = [
+            (voice, layout.shard_name(index))
+            for voice in sorted(self.voices)
+            for index in range(first, min(first + self.batch_span, self.shard_count(lang, voice)))
         ]
+        if not shards:
+            raise KeyError(f"no batch {lang}/{batch} in the plan")
+        return shards
 
-    def batch_of(self, lang: str, voice: str, shard: str) -> str:
-        return layout.batch_name(layout.shard_index(shard) // self.shards_per_job)
-
-    def batch_shards(self, lang: str, voice: str, batch: str) -> list[str]:
-        first = layout.shard_index(batch[1:]) * self.shards_per_job
-        last = min(first + self.shards_per_job, self.shard_count(lang, voice))
-        if first >= last:
-            raise KeyError(f"no batch {lang}/{voice}/{batch} in the plan")
-        return [layout.shard_name(index) for index in range(first, last)]
-
-    def batch_fingerprint(self, lang: str, voice: str, batch: str) -> str:
+    def batch_fingerprint(self, lang: str, batch: str) -> str:
         """Changes exactly when some item of the batch would change; a Snakemake rerun
         trigger (the items' own fingerprints decide what is spoken again)."""
-        shards = self.batch_shards(lang, voice, batch)
-        return _digest([self.shard_fingerprint(lang, voice, name) for name in shards])
+        shards = self.batch_shards(lang, batch)
+        return _digest([self.shard_fingerprint(lang, voice, name) for voice, name in shards])
 
-    def batch(self, lang: str, voice: str, batch: str) -> Batch:
+    def batch(self, lang: str, batch: str) -> Batch:
         shards = tuple(
-            self.shard(lang, voice, name) for name in self.batch_shards(lang, voice, batch)
+            self.shard(lang, voice, name) for voice, name in self.batch_shards(lang, batch)
         )
-        return Batch(lang, voice, batch, shards, self.voices[voice].spec())
+        voices = sorted({shard.voice for shard in shards})
+        return Batch(lang, batch, shards, tuple(self.voices[voice].spec() for voice in voices))
 
     def shard_rows(self, lang: str, voice: str, name: str) -> list[Row]:
         index = layout.shard_index(name)

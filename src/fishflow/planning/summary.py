@@ -64,13 +64,7 @@ def summary_text(plan: Plan) -> str:
     progress = shard_progress(plan)
     items_todo = sum(shard.todo for shard in progress.values())
     total = plan.item_count()
-    jobs = len(
-        {
-            (lang, voice, plan.batch_of(lang, voice, name))
-            for (lang, voice, name), shard in progress.items()
-            if shard.todo
-        }
-    )
+    jobs = len({(lang, plan.batch_of(name)) for (lang, _, name), s in progress.items() if s.todo})
     estimate = plan.config["planning"]
     gpu_hours = (
         items_todo * estimate["seconds_per_item"] + jobs * estimate["server_startup_s"]
@@ -82,7 +76,7 @@ def summary_text(plan: Plan) -> str:
         f"backend {plan.backend.name}{model} ({plan.model_id})\n"
         f"fishflow plan: items: {total} total, {total - items_todo} done, {items_todo} to do\n"
         f"fishflow plan: generation jobs with work (one server start each, one Slurm job on a "
-        f"cluster): {jobs} of up to {plan.shards_per_job} shards of one language x voice; "
+        f"cluster): {jobs} of up to {plan.batch_span} shard(s) per voice; "
         f"estimated GPU-hours: {gpu_hours:.2f} ({estimate['seconds_per_item']} s/item, "
         f"{estimate['server_startup_s']} s start-up/job: {estimate_source(estimate)})"
     )

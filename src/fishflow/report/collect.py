@@ -33,7 +33,7 @@ def read_jobs(records: list[Path]) -> list[dict]:
         record = json.loads(path.read_text(encoding="utf-8"))
         if record.get("schema") != SERVERS_SCHEMA:
             raise FishflowError(f"{path}: not a servers record ({SERVERS_SCHEMA})")
-        jobs.append({**record, "batch": f"{record['lang']}/{record['voice']}/{record['batch']}"})
+        jobs.append({**record, "batch": f"{record['lang']}/{record['batch']}"})
     return jobs
 
 

@@ -85,7 +85,7 @@ class BatchJob:
         self.stop_reason = "the job was stopped"
         self.pool: ReplicaPool | None = None
         self.started_at = time.time()
-        self.partial = self.layout.partial_wavs(batch.lang, batch.voice, batch.name)
+        self.partial = self.layout.partial_wavs(batch.lang, batch.name)
         shutil.rmtree(self.partial, ignore_errors=True)  # left by a killed job of this batch
         self.shards = [self._resume(shard) for shard in batch.shards]
 
@@ -232,9 +232,8 @@ class BatchJob:
         left = sum(len(work.todo) for work in self.shards)
         total = sum(len(work.shard.items) for work in self.shards)
         log.info(
-            "batch %s/%s/%s: %d shard(s), %d items, %d done, %d to speak",
+            "batch %s/%s: %d shard(s), %d items, %d done, %d to speak",
             self.batch.lang,
-            self.batch.voice,
             self.batch.name,
             len(self.shards),
             total,
@@ -276,12 +275,12 @@ class BatchJob:
 
     def _start_servers(self) -> Replicas:
         b = self.batch
-        home = self.layout.server_home(b.lang, b.voice, b.name, socket.gethostname(), os.getpid())
+        home = self.layout.server_home(b.lang, b.name, socket.gethostname(), os.getpid())
         servers = Replicas(
             self.server,
-            [b.reference],
+            list(b.references),
             home,
-            lambda tag: self.layout.replica_log(b.lang, b.voice, b.name, tag),
+            lambda tag: self.layout.replica_log(b.lang, b.name, tag),
         )
         servers.start()
         try:
@@ -299,7 +298,6 @@ class BatchJob:
             {
                 "schema": SERVERS_SCHEMA,
                 "lang": self.batch.lang,
-                "voice": self.batch.voice,
                 "batch": self.batch.name,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
