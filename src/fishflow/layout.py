@@ -1,7 +1,8 @@
 """Every path under the output folder, in one place: rules, jobs, merging, the report and
 `fishflow status` all take their paths from here.
 
-Methods accept Snakemake wildcards as arguments (`layout.batch_record("{lang}", "{batch}")`), so the rules' patterns and the code's paths cannot drift apart.
+Methods accept Snakemake wildcards as arguments (`layout.batch_record("{lang}", "{batch}")`),
+so the rules' patterns and the code's paths cannot drift apart.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ def wait_until_serving(project, timeout: float = 120) -> None:
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "kill-9"])
 def test_no_process_of_the_run_outlives_snakemake(project, how):
     project.config["server"]["demo"] = {"latency_s": 1.0}
+    project.config["shards_per_job"] = 2  # 6 batches (one shard per voice), 2 at a time
     process = project.start()
     wait_until_serving(project)
     assert len(run_processes(project.root)) >= 3  # snakemake, a job, its server
@@ -63,7 +64,7 @@ def test_no_process_of_the_run_outlives_snakemake(project, how):
     logs = "".join(started.values())
     if how == "sigterm":
         # Snakemake's graceful stop: its running jobs finish their batches, no new one starts.
-        assert "did not complete" not in logs and len(started) == 1
+        assert "did not complete" not in logs and 0 < len(started) < 6
     else:
         # The jobs stopped at once: nothing new was sent, their batches did not complete.
         why = "the job got SIGINT" if how == "ctrl-c" else "which started this job, has gone"

@@ -207,7 +207,8 @@ class BatchJob:
                     except Stopped:
                         continue
                     except FishflowError as exc:
-                        work.error = work.error or f"{item.id}: {exc}"
+                        # One line: a failure of the servers is told once, with its log.
+                        work.error = work.error or f"{item.id}: {str(exc).splitlines()[0]}"
                         continue
                     work.journal.append(record.as_dict())
                     work.records[item.id] = record
@@ -218,7 +219,7 @@ class BatchJob:
         total = len(work.shard.items)
         missing = total - len(work.records)
         if missing:
-            why = work.error or self.stop_reason
+            why = work.error or (self.stop_reason if self.stopping.is_set() else "not sent")
             return f"{why} ({missing} of {total} items not spoken)"
         failed = [r for r in work.records.values() if not r.ok]
         if len(failed) > self.limits["max_failed_fraction"] * total:
@@ -240,25 +241,28 @@ class BatchJob:
             total - left,
             left,
         )
-        servers = None
+        servers, failure = None, None
         try:
             if left:
                 servers = self._start_servers()
                 self.speak_all()
         except FishflowError as exc:
-            for work in self.shards:
-                work.error = work.error or str(exc)
+            failure = str(exc)  # the servers failed to start: no item was sent
         finally:
             if servers is not None:
                 servers.stop()
             self._write_servers_record(servers_record, servers)
+        if failure is None and servers is not None and servers.failed():
+            failure = servers.failure()  # every replica died while speaking
         errors = [(work, self.shard_error(work)) for work in self.shards]
         errors = [(work, error) for work, error in errors if error]
-        if errors:
+        if failure or errors:
+            lines = [f"  shard {work.tag}: {error}" for work, error in errors]
             raise FishflowError(
-                f"{len(errors)} of {len(self.shards)} shard(s) did not complete; the next run "
-                "speaks only their missing items:\n"
-                + "\n".join(f"  shard {work.tag}: {error}" for work, error in errors)
+                f"batch {self.batch.lang}/{self.batch.name}: {len(errors)} of {len(self.shards)} "
+                "shard(s) did not complete; the next run speaks only their missing items"
+                + "".join(f"\n{line}" for line in lines)
+                + (f"\n{failure}" if failure else "")
             )
         shards = [
             ShardRecord(
