@@ -18,8 +18,8 @@ def digests(project) -> dict[str, str]:
 
 
 def request_logs(project) -> list[Path]:
-    """The demo servers' request logs: work/servers/<lang>/<voice>/<batch>-<host>-<pid>/<r>/."""
-    return sorted((project.out / "work" / "servers").glob("*/*/*/*/requests.jsonl"))
+    """The demo servers' request logs: work/servers/<lang>/<batch>-<host>-<pid>/<r>/."""
+    return sorted((project.out / "work" / "servers").glob("*/*/*/requests.jsonl"))
 
 
 def tts_answered(log: Path) -> int:
@@ -107,7 +107,7 @@ def test_a_replica_killed_mid_run_is_replaced_and_the_run_completes(project, tmp
 
     assert digests(project) == digests(reference)
     # The job's log says so, and the replacement started in its own folder beside the victim's.
-    logs = "".join(p.read_text() for p in (project.out / "logs" / "speak").glob("*/*/*.log"))
+    logs = "".join(p.read_text() for p in (project.out / "logs" / "speak").glob("*/*.log"))
     assert f"[{workdir.name}] server exited with code -9; restart 1 of 1" in logs
     assert workdir.with_name(f"{workdir.name}.1").is_dir()
     assert project.summary()["total"] == {"ok": ITEMS, "failed": 0}

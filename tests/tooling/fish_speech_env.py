@@ -466,7 +466,7 @@ def run_server(
             env=install.environment(),
             start_new_session=True,
             # SIGTERM if the test process dies without a teardown.
-            preexec_fn=functools.partial(die_with_parent, signal.SIGTERM),
+            preexec_fn=functools.partial(die_with_parent, os.getpid(), signal.SIGTERM),
         )
     try:
         url = f"http://127.0.0.1:{port}"

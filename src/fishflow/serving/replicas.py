@@ -13,6 +13,7 @@ job, even when the job is killed with SIGKILL.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import secrets
@@ -119,10 +120,13 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
     """In a child (a preexec_fn): `sig` when the thread that started it dies, even by SIGKILL,
-    so no server outlives its job."""
+    so no server outlives its job. A parent killed between fork and prctl sends nothing: the
+    child checks that it still has its parent."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 @dataclass
@@ -274,7 +278,7 @@ class Replicas:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
                 # Out of the terminal's process group: a Ctrl-C reaches the job, which finishes
                 # the requests in flight before it stops its servers.
                 start_new_session=True,
