@@ -89,12 +89,12 @@ class ShardItems(Sequence):
 
     __slots__ = ("_maker", "_rows", "_items")
 
-    def __init__(self, maker: ItemMaker, rows: tuple[tuple[str, str], ...]):
+    def __init__(self, maker: ItemMaker, rows: Sequence[Row]):
         self._maker, self._rows, self._items = maker, rows, None
 
     def _all(self) -> tuple[Item, ...]:
         if self._items is None:
-            self._items = tuple(self._maker.item(item_id, text) for item_id, text in self._rows)
+            self._items = tuple(self._maker.item(row.id, row.text) for row in self._rows)
         return self._items
 
     def __len__(self) -> int:
@@ -114,7 +114,8 @@ class ShardItems(Sequence):
 
     def fingerprint(self) -> str:
         """The shard's: `Plan.shard_fingerprint`'s digest, from the same bytes."""
-        return hashlib.sha256(f"{self._maker.head}{_json(self._rows)}]".encode()).hexdigest()
+        pairs = _json([(row.id, row.text) for row in self._rows])
+        return hashlib.sha256(f"{self._maker.head}{pairs}]".encode()).hexdigest()
 
     def __reduce__(self):
         # The job receives the recipe, not the items: a smaller pickle in its script preamble.
@@ -313,7 +314,7 @@ class Plan:
             lang=lang,
             voice=voice,
             name=name,
-            items=ShardItems(self.item_maker(lang, voice), tuple((r.id, r.text) for r in rows)),
+            items=ShardItems(self.item_maker(lang, voice), rows),
         )
 
     def item_count(self) -> int:
