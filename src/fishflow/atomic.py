@@ -53,9 +53,17 @@ def write_json(path: Path, obj, mode: int = 0o644) -> None:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Read a JSONL file; a torn last line (a kill during append) is ignored."""
-    records = []
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().split("\n")
+    present = [line for line in lines if line.strip()]
+    try:
+        # One parse for the whole file: a plan summary reads a journal line per finished item.
+        records = json.loads("[" + ",".join(present) + "]")
+    except json.JSONDecodeError:
+        records = None
+    if records is not None and len(records) == len(present):
+        return records
+    records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

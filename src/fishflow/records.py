@@ -82,13 +82,15 @@ class ItemRecord:
 
     @classmethod
     def from_dict(cls, data: dict) -> ItemRecord:
-        names = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
+        return cls(**{key: value for key, value in data.items() if key in _ITEM_FIELDS})
 
     def manifest_row(self) -> dict:
         """Its row in metadata_<lang>.jsonl (spoken) or failed_<lang>.jsonl (failed)."""
         data = asdict(self)
         return {key: data[key] for key in (METADATA_FIELDS if self.ok else FAILED_FIELDS)}
+
+
+_ITEM_FIELDS = frozenset(f.name for f in fields(ItemRecord))
 
 
 def is_done(

@@ -45,15 +45,15 @@ def shard_progress(plan: Plan) -> dict[tuple[str, str, str], ShardProgress]:
     for lang, voice, name in plan.shard_keys():
         rows = plan.shard_rows(lang, voice, name)
         journal = layout.journal(lang, voice, name)
-        if not journal.exists():
-            progress[(lang, voice, name)] = ShardProgress(len(rows), 0, 0)
-            continue
-        last = {r["id"]: ItemRecord.from_dict(r) for r in atomic.read_jsonl(journal)}
-        maker = plan.item_maker(lang, voice)
-        done = sum(
-            is_done(last.get(row.id), maker.fingerprint(row.id, row.text), plan.out) for row in rows
-        )
-        failed = sum(not last[row.id].ok for row in rows if row.id in last)
+        done = failed = 0
+        if journal.exists():
+            last = {record["id"]: record for record in atomic.read_jsonl(journal)}
+            maker = plan.item_maker(lang, voice)
+            for row in rows:
+                if (data := last.get(row.id)) is not None:
+                    record = ItemRecord.from_dict(data)
+                    done += is_done(record, maker.fingerprint(row.id, row.text), plan.out)
+                    failed += not record.ok
         progress[(lang, voice, name)] = ShardProgress(len(rows), done, failed)
     return progress
 
