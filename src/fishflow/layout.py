@@ -100,3 +100,7 @@ class Layout:
 
     def submitit_folder(self) -> Path:
         return self.out / "logs" / "controller" / "submitit"
+
+    def slurm_logs(self) -> Path:
+        """Slurm's own logs of the generation jobs (`--slurm-logdir`)."""
+        return self.out / "logs" / "slurm"

@@ -189,7 +189,7 @@ def snakemake_command(out: Path, profile: Path, configfiles: list[Path], extra: 
         "--configfile",
         *map(str, configfiles),
         "--slurm-logdir",
-        str(Path(out) / "logs" / "slurm"),
+        str(Layout(out).slurm_logs()),
         *extra,
     ]
 

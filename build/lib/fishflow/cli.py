@@ -1,0 +1,117 @@
+"""The `fishflow` command. Subcommands register themselves in `main`'s parser."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from fishflow.cluster import controller, status
+from fishflow.errors import FishflowError
+from fishflow.report import compare
+
+
+def _compare(args: argparse.Namespace) -> None:
+    print(compare.run(args.a, args.b))
+
+
+def _required(value: str | None, flag: str, variable: str) -> str:
+    if not value:
+        raise FishflowError(f"fishflow submit: give {flag} or set {variable} in the environment")
+    return value
+
+
+def _submit(args: argparse.Namespace) -> int:
+    settings = controller.JobSettings(
+        account=_required(args.account, "--account", "FISHFLOW_SLURM_ACCOUNT"),
+        partition=_required(args.partition, "--partition", "FISHFLOW_SLURM_PARTITION"),
+        time_min=args.time,
+        cpus=args.cpus,
+        mem_mb=args.mem_mb,
+        stop_s=args.stop_s,
+        max_requeues=args.max_requeues,
+    )
+    cwd = Path.cwd()
+    configfiles = [path.resolve() for path in args.configfile]
+    out = (cwd / status.merged_config(list(map(str, configfiles)))["output_dir"]).resolve()
+    extra = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
+    command = controller.snakemake_command(out, args.profile.resolve(), configfiles, extra)
+    job = controller.submit(out, command, cwd, settings)
+    print(f"fishflow: controller submitted as Slurm job {job}; `fishflow status {out}`")
+    if not args.wait:
+        return 0
+    final = controller.wait(out)
+    print(f"fishflow: controller {final['status']}: {final['reason']}")
+    return 0 if final["status"] == "completed" else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    print(status.status_text(args.out))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    cancelled = controller.cancel(args.out)
+    print(f"fishflow: cancelled Slurm jobs {', '.join(cancelled) or '(none queued)'}")
+    return 0
+
+
+def _add_submit(commands) -> None:
+    sub = commands.add_parser(
+        "submit",
+        help="run the Snakemake controller as a Slurm job, requeued until the work is done",
+        description="Submit `snakemake --profile PROFILE --configfile ... [SNAKEMAKE_ARGS]` as "
+        "a CPU-only Slurm job that is requeued near its time limit and resumes from the files.",
+    )
+    env = os.environ.get
+    sub.add_argument("--configfile", type=Path, nargs="+", default=[Path("config/config.yaml")])
+    sub.add_argument("--profile", type=Path, default=Path("profiles/slurm"))
+    sub.add_argument("--account", default=env("FISHFLOW_SLURM_ACCOUNT"), help="controller job")
+    sub.add_argument(
+        "--partition",
+        default=env("FISHFLOW_CONTROLLER_PARTITION") or env("FISHFLOW_SLURM_PARTITION"),
+        help="a CPU partition for the controller job ($FISHFLOW_CONTROLLER_PARTITION, else "
+        "$FISHFLOW_SLURM_PARTITION)",
+    )
+    defaults = controller.JobSettings(account="", partition="")
+    for flag, default, meaning in (
+        ("--time", defaults.time_min, "the controller job's time limit, minutes"),
+        ("--cpus", defaults.cpus, "the controller job's CPUs"),
+        ("--mem-mb", defaults.mem_mb, "the controller job's memory, MB"),
+        ("--stop-s", defaults.stop_s, "stop Snakemake this long before the time limit, s"),
+        ("--max-requeues", defaults.max_requeues, "requeues at the time limit, at most"),
+    ):
+        sub.add_argument(flag, type=int, default=default, help=f"{meaning} (default {default})")
+    sub.add_argument("--wait", action="store_true", help="wait for the controller to finish")
+    sub.add_argument(
+        "snakemake_args", nargs=argparse.REMAINDER, help="after `--`: more snakemake arguments"
+    )
+    sub.set_defaults(handler=_submit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fishflow", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    sub = commands.add_parser("compare", help=compare.__doc__.splitlines()[0])
+    sub.add_argument("a", type=Path, help="report.json of run A (the baseline)")
+    sub.add_argument("b", type=Path, help="report.json of run B")
+    sub.set_defaults(handler=_compare)
+    _add_submit(commands)
+    for name, handler, what in (
+        ("status", _status, "what is done, running and failed, and the controller job"),
+        ("cancel", _cancel, "cancel the controller and its generation jobs (finished work stays)"),
+    ):
+        sub = commands.add_parser(name, help=what)
+        sub.add_argument("out", type=Path, help="the run's output_dir")
+        sub.set_defaults(handler=handler)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except FishflowError as exc:
+        print(f"fishflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""What is done already, and what the rest will cost: the plan summary printed before work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fishflow import atomic
+from fishflow.layout import Layout
+from fishflow.planning.config import load_schema
+from fishflow.planning.plan import Plan
+from fishflow.records import ItemRecord, is_done
+
+# Where the estimate's figures come from, when they are the schema's defaults: no GPU figure has
+# been measured yet (benchmarks/RESULTS.md section 5 has the command that measures them).
+UNMEASURED_DEFAULTS = (
+    "schema defaults, not measured on a GPU: set planning.* from "
+    "benchmarks/gpu_throughput.py on your GPU"
+)
+
+
+@dataclass(frozen=True)
+class ShardProgress:
+    total: int
+    done: int  # spoken with the current fingerprint, WAV in place
+    failed: int  # failed in the last attempt (tried again when its batch runs)
+
+    @property
+    def todo(self) -> int:
+        return self.total - self.done
+
+
+def estimate_source(planning: dict) -> str:
+    defaults = {
+        key: spec["default"]
+        for key, spec in load_schema()["properties"]["planning"]["properties"].items()
+    }
+    return UNMEASURED_DEFAULTS if planning == defaults else "from the config"
+
+
+def shard_progress(plan: Plan) -> dict[tuple[str, str, str], ShardProgress]:
+    """Per shard, from its journal: items done, failed and to do. Reads files only (a WAV's
+    size, not its content: the generation job re-checks that on its node)."""
+    layout = Layout(plan.out)
+    progress = {}
+    for lang, voice, name in plan.shard_keys():
+        rows = plan.shard_rows(lang, voice, name)
+        journal = layout.journal(lang, voice, name)
+        done = failed = 0
+        if journal.exists():
+            last = {record["id"]: record for record in atomic.read_jsonl(journal)}
+            maker = plan.item_maker(lang, voice)
+            for row in rows:
+                if (data := last.get(row.id)) is not None:
+                    record = ItemRecord.from_dict(data)
+                    done += is_done(record, maker.fingerprint(row.id, row.text), plan.out)
+                    failed += not record.ok
+        progress[(lang, voice, name)] = ShardProgress(len(rows), done, failed)
+    return progress
+
+
+def summary_text(plan: Plan) -> str:
+    languages = sorted(plan.rows)
+    voices = sorted(plan.voices)
+    progress = shard_progress(plan)
+    items_todo = sum(shard.todo for shard in progress.values())
+    total = plan.item_count()
+    jobs = len({(lang, plan.batch_of(name)) for (lang, _, name), s in progress.items() if s.todo})
+    estimate = plan.config["planning"]
+    gpu_hours = (
+        items_todo * estimate["seconds_per_item"] + jobs * estimate["server_startup_s"]
+    ) / 3600
+    model = f", model {plan.generation}" if plan.generation else ""
+    return (
+        f"fishflow plan: {len(languages)} language(s) {languages} x {len(voices)} voice(s) "
+        f"{voices} -> {len(progress)} shard(s) of up to {plan.shard_size} items; "
+        f"backend {plan.backend.name}{model} ({plan.model_id})\n"
+        f"fishflow plan: items: {total} total, {total - items_todo} done, {items_todo} to do\n"
+        f"fishflow plan: generation jobs with work (one server start each, one Slurm job on a "
+        f"cluster): {jobs} of up to {plan.batch_span} shard(s) per voice; "
+        f"estimated GPU-hours: {gpu_hours:.2f} ({estimate['seconds_per_item']} s/item, "
+        f"{estimate['server_startup_s']} s start-up/job: {estimate_source(estimate)})"
+    )
