@@ -1,6 +1,7 @@
 """A plain (non-editable) install of fishflow validates configs and plans: the schema ships as
 package data, nothing is read from the repository."""
 
+import shutil
 import subprocess
 import sys
 
@@ -20,10 +21,14 @@ print(json.dumps({"batches": plan.batch_keys(), "items": plan.item_count()}))
 
 
 def test_a_wheel_install_validates_and_plans(tmp_path):
+    # A copy of the project: setuptools builds in the source tree.
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    shutil.copy(REPO / "pyproject.toml", source)
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-        + ["--target", str(target), str(REPO)],
+        + ["--target", str(target), str(source)],
         check=True,
         timeout=300,
         cwd=tmp_path,
