@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,9 +22,12 @@ def write_bytes(path: Path, data: bytes, mode: int = 0o644, tmp_dir: Path | None
     it, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = (tmp_dir or path.parent) / f".{path.name}.tmp-{os.getpid()}"
+    # A unique name: threads of one job write WAVs of the same id in different voices at once.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=tmp_dir or path.parent)
+    tmp = Path(name)
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as handle:
+        os.fchmod(fd, mode)
+        with open(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
