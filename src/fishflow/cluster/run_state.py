@@ -17,7 +17,11 @@ from fishflow.layout import Layout
 
 # Printed by snakemake-executor-plugin-slurm; it names every job of a run after the run id.
 RUN_ID = re.compile(r"SLURM run ID: (\S+)")
-SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+)")
+# A single job, or a job array (the profile's `slurm-array-jobs`): one id per sbatch call.
+SUBMITTED = re.compile(
+    r"(?:submitted with SLURM jobid|Submitted array job with Snakemake IDs \S+ and SLURM job ID) "
+    r"(\d+)"
+)
 
 
 def state_path(out: Path) -> Path:
