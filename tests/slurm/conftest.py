@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fishflow import atomic
 from tests.helpers import REPO, make_config
 from tests.workflow_runner import Project
 
@@ -71,14 +70,6 @@ class SlurmProject(Project):
 
     def queued_jobs(self) -> list[str]:
         return queued_jobs(self.root.resolve())
-
-    def tts_requests(self) -> list[dict]:
-        """Every /v1/tts request any demo server replica of this project answered (request logs
-        in work/servers/<lang>/<voice>/<batch>-<host>-<pid>/<replica>/requests.jsonl)."""
-        requests = []
-        for log in sorted((self.out / "work" / "servers").rglob("requests.jsonl")):
-            requests += [r for r in atomic.read_jsonl(log) if r["path"] == "/v1/tts"]
-        return requests
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.slurm
 STARTING = re.compile(
     r"\[(r\d)\] starting demo server on (\S+):\d+ in (\S+) \(CUDA_VISIBLE_DEVICES=(\w+)\)"
 )
-# 2 languages x 2 voices x 2 shards of 2 items: four batches (Slurm jobs) for the two fake GPUs.
+# 2 languages x 2 voices x 2 shards of 2 items, 2 shards per job (one per voice): four batches
+# (Slurm jobs) for the two fake GPUs.
 # Small: each process a job starts costs seconds on the 2-core test node.
 TEXTS4 = {lang: rows[:4] for lang, rows in TEXTS.items()}
 BATCHED = {"shard_size": 2, "shards_per_job": 2}
@@ -110,7 +111,6 @@ def test_each_batch_is_one_gpu_slurm_job_running_its_servers_and_matches_a_local
     # GPU Slurm gave it; that server answered every request of the batch's items, once each.
     batch_jobs = []
     for key in batches:
-        lang, voice, batch = key
         record = servers_record(project, key)
         assert record["slurm_job_id"] in by_raw_id, (key, record)
         assert record["host"] == slurm_cluster.node
@@ -124,7 +124,7 @@ def test_each_batch_is_one_gpu_slurm_job_running_its_servers_and_matches_a_local
             record["servers"]["cuda_visible_devices"],
         )
         assert gpu in {"0", "1"}
-        home = Layout(project.out).server_home(lang, voice, batch, host, record["pid"])
+        home = Layout(project.out).server_home(*key, host, record["pid"])
         assert workdir == str(home.resolve() / "r0")
         answered = Counter(
             (r["reference_id"], r["text"])
@@ -132,7 +132,7 @@ def test_each_batch_is_one_gpu_slurm_job_running_its_servers_and_matches_a_local
             if r["path"] == "/v1/tts"
         )
         items = [item for shard in plan.batch(*key).shards for item in shard.items]
-        assert answered == Counter((voice, item.text) for item in items), key
+        assert answered == Counter((item.voice, item.text) for item in items), key
         batch_jobs.append(record["slurm_job_id"])
     assert sorted(batch_jobs) == sorted(by_raw_id)
 
@@ -211,14 +211,14 @@ def test_cancelled_job_resumes_without_redoing_finished_items(slurm_project):
 def test_failing_shard_fails_its_slurm_job_and_the_rerun_speaks_only_what_is_missing(
     slurm_project,
 ):
-    # One voice: two batches (de/alice, en/alice) of two shards each, in one array. The question
-    # is in en/alice/00001; its sibling en/alice/00000 finishes and is journaled.
+    # One voice: two batches (de, en) of two shards each, in one array. The question is in
+    # en/alice/00001; its sibling en/alice/00000 finishes and is journaled.
     project = slurm_project(TEXTS4, voices=("alice",), shard_size=2, shards_per_job=2)
     project.config["server"]["demo"].update(fail_pattern="^Is this a question")
     first = project.run(timeout=300)
     assert first.returncode != 0
     layout = Layout(project.out)
-    de, en = ("de", "alice", "b00000"), ("en", "alice", "b00000")
+    de, en = ("de", "b00000"), ("en", "b00000")
 
     # The en batch's Slurm job failed (each of the profile's retries too), naming the shard;
     # the de batch's job completed.
