@@ -110,7 +110,7 @@ def test_submit_runs_the_controller_as_a_cpu_slurm_job(slurm_project):
     rows = [line.split() for line in status.stdout.splitlines()]
     assert ["lang", "voice", "items", "done", "items", "failed"] in rows
     assert ["de", "alice", "4/4", "0"] in rows and ["en", "alice", "4/4", "0"] in rows
-    assert "batches (generation jobs) finished: de 1/1, en 1/1" in status.stdout
+    assert "generation jobs (batches) finished: de 1/1, en 1/1" in status.stdout
 
 
 def finish(project, timeout: float = 420) -> dict:

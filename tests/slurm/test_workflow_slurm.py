@@ -254,7 +254,7 @@ def test_dry_run_prints_plan_and_submits_nothing(slurm_project):
     # 16 items x 36 s + 4 server starts x 360 s = 0.56 GPU-hours
     assert (
         "fishflow plan: generation jobs with work (one server start each, one Slurm job on a "
-        "cluster): 4 of up to 2 shards of one language x voice; estimated GPU-hours: 0.56"
+        "cluster): 4 of up to 1 shard(s) per voice; estimated GPU-hours: 0.56"
     ) in result.stdout
     assert not submitted(result.stdout)
     assert project.slurm_jobs() == {}

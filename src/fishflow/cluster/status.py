@@ -100,6 +100,6 @@ def status_text(out: Path) -> str:
         "",
         table(header, progress_rows(plan)),
         "",
-        f"batches finished: {batches_finished(plan)}",
+        f"generation jobs (batches) finished: {batches_finished(plan)}",
     ]
     return "\n".join(lines)
