@@ -63,6 +63,12 @@ class Layout:
         it and the next run speaks only what is missing."""
         return self.out / "work" / "progress" / lang / voice / f"{shard}.jsonl"
 
+    def tally(self, lang: str, voice: str, shard: str) -> Path:
+        """A shard's items done and failed as its last generation job left them, with the
+        journal's size and time then: while they match, a plan summary need not read the
+        journal and every WAV."""
+        return self.out / "work" / "progress" / lang / voice / f"{shard}.tally.json"
+
     def batch_record(self, lang: str, batch: str) -> Path:
         """A finished batch: one shard record per line, in plan order."""
         return self.out / "work" / "batches" / lang / f"{batch}.jsonl"

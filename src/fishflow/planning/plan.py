@@ -183,6 +183,7 @@ class Plan:
         }
         self.assignment = self._assign(config["voice_assignment"])
         self.shards_per_job = config["shards_per_job"]
+        self._shard_fingerprints: dict[tuple[str, str, str], str] = {}
 
     def _check_languages(self, inputs: dict) -> None:
         supported = self.backend.languages(self.config["server"])
@@ -300,9 +301,14 @@ class Plan:
         )
 
     def shard_fingerprint(self, lang: str, voice: str, name: str) -> str:
-        """Changes exactly when some item of the shard would change."""
-        rows = self.shard_rows(lang, voice, name)
-        return _digest(self._common(lang, voice), [(row.id, row.text) for row in rows])
+        """Changes exactly when some item of the shard would change. Computed once: the plan
+        summary and every batch's params ask for it."""
+        key = (lang, voice, name)
+        if key not in self._shard_fingerprints:
+            rows = self.shard_rows(lang, voice, name)
+            pairs = [(row.id, row.text) for row in rows]
+            self._shard_fingerprints[key] = _digest(self._common(lang, voice), pairs)
+        return self._shard_fingerprints[key]
 
     def item_maker(self, lang: str, voice: str) -> ItemMaker:
         head = f"[{_json(self._common(lang, voice))}, "

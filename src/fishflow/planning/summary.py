@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from fishflow import atomic
@@ -38,24 +39,52 @@ def estimate_source(planning: dict) -> str:
 
 
 def shard_progress(plan: Plan) -> dict[tuple[str, str, str], ShardProgress]:
-    """Per shard, from its journal: items done, failed and to do. Reads files only (a WAV's
-    size, not its content: the generation job re-checks that on its node)."""
+    """Per shard: items done, failed and to do. Reads files only: the tally its last job left
+    while the journal and the shard are unchanged since, else the journal and each WAV's size
+    (not its content: the generation job re-checks that on its node)."""
     layout = Layout(plan.out)
     progress = {}
     for lang, voice, name in plan.shard_keys():
         rows = plan.shard_rows(lang, voice, name)
         journal = layout.journal(lang, voice, name)
+        try:
+            stat = journal.stat()
+        except FileNotFoundError:
+            progress[(lang, voice, name)] = ShardProgress(len(rows), 0, 0)
+            continue
+        fingerprint = plan.shard_fingerprint(lang, voice, name)
+        tally = read_tally(layout.tally(lang, voice, name))
+        if tally.get("fingerprint") == fingerprint and tally.get("journal") == journal_stamp(stat):
+            progress[(lang, voice, name)] = ShardProgress(len(rows), tally["done"], tally["failed"])
+            continue
+        last = {record["id"]: record for record in atomic.read_jsonl(journal)}
+        maker = plan.item_maker(lang, voice)
         done = failed = 0
-        if journal.exists():
-            last = {record["id"]: record for record in atomic.read_jsonl(journal)}
-            maker = plan.item_maker(lang, voice)
-            for row in rows:
-                if (data := last.get(row.id)) is not None:
-                    record = ItemRecord.from_dict(data)
-                    done += is_done(record, maker.fingerprint(row.id, row.text), plan.out)
-                    failed += not record.ok
+        for row in rows:
+            if (data := last.get(row.id)) is not None:
+                record = ItemRecord.from_dict(data)
+                done += is_done(record, maker.fingerprint(row.id, row.text), plan.out)
+                failed += not record.ok
         progress[(lang, voice, name)] = ShardProgress(len(rows), done, failed)
     return progress
+
+
+def journal_stamp(stat) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def read_tally(path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_tally(path, fingerprint: str, journal, done: int, failed: int) -> None:
+    """What a generation job leaves for the plan summary (see shard_progress)."""
+    stamp = journal_stamp(journal.stat()) if journal.exists() else [0, 0]
+    tally = {"fingerprint": fingerprint, "journal": stamp, "done": done, "failed": failed}
+    atomic.write_json(path, tally)
 
 
 def summary_text(plan: Plan) -> str:

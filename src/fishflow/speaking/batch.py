@@ -30,6 +30,7 @@ from fishflow import atomic
 from fishflow.errors import FishflowError, PermanentError, Unreachable
 from fishflow.layout import Layout
 from fishflow.planning.plan import GENERATION_KEYS, Batch, Item, Shard, item_seed
+from fishflow.planning.summary import write_tally
 from fishflow.records import SERVERS_SCHEMA, ItemRecord, ShardRecord, is_done
 from fishflow.serving.backends import get_backend
 from fishflow.serving.client import with_retries
@@ -252,6 +253,7 @@ class BatchJob:
             if servers is not None:
                 servers.stop()
             self._write_servers_record(servers_record, servers)
+            self._write_tallies()
         if failure is None and servers is not None and servers.failed():
             failure = servers.failure()  # every replica died while speaking
         errors = [(work, self.shard_error(work)) for work in self.shards]
@@ -276,6 +278,19 @@ class BatchJob:
         ]
         atomic.write_jsonl(batch_record, [shard.as_dict() for shard in shards])
         shutil.rmtree(self.partial, ignore_errors=True)
+
+    def _write_tallies(self) -> None:
+        """Each shard's items done and failed, as checked and spoken here: the plan summary
+        reads these instead of every journal and WAV (planning.summary.shard_progress)."""
+        for work in self.shards:
+            shard = work.shard
+            write_tally(
+                self.layout.tally(shard.lang, shard.voice, shard.name),
+                shard.fingerprint,
+                work.journal.path,
+                done=sum(record.ok for record in work.records.values()),
+                failed=sum(not record.ok for record in work.records.values()),
+            )
 
     def _start_servers(self) -> Replicas:
         b = self.batch
