@@ -1,4 +1,4 @@
-# fishflow: JSONL text -> verified voices -> validated WAVs -> merged manifests.
+# fishflow: JSONL text -> verified voices -> checked WAVs -> merged manifests -> report.
 # Run: snakemake (local, profiles/default) or snakemake --profile profiles/slurm.
 
 
@@ -6,19 +6,18 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/checkpoint.smk"
-include: "workflow/rules/server.smk"
-include: "workflow/rules/generate.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/speak.smk"
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/report.smk"
 
 
 localrules:
     all,
-    checkpoint,
-    validate,
+    provide_model,
     merge,
     summary,
+    report,
 
 
 rule all:

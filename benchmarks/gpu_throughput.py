@@ -10,22 +10,22 @@ fishflow with 1, 2, 4 and 8 server replicas on the one GPU (`max_in_flight` 2 pe
 voice cache on), stopping early when the last doubling gained under MIN_GAIN, when GPU memory
 would not hold twice the replicas, or when the time budget would not hold the next phase; then
 the best replica count again with `--compile`. It prints a short table LAST; every server log,
-the launchers' records, the WAVs and results.json are kept under --logs.
+the servers' records, the WAVs and results.json are kept under --logs.
 
-What runs: fishflow's own launcher (`python -m fishflow.serving.launcher`, the `server` rule's
-command:
-replicas, health, voice registration, the NVML record) and fishflow's own generation client
-(`fishflow.speaking.batch.ShardGenerator`, the `generate` rule's code: the replica pool, requests in
-flight, checking and atomic writes, the journal), one shard per voice running side by side as in
-a generation job; the sequential client talks to a single server the same launcher started (so
-both sides get the same server command line, checkpoint and start-up measurement). Not the whole
-Snakemake workflow, on purpose: what a GPU-hour buys is decided inside the generation job, and
-planning, validation, manifests and the report run on CPU once per run (a fixed 7-9 s measured
-in RESULTS.md section 3); paying Snakemake's start-up in each of six phases would cost about a
-minute of a 10-minute device call and blur the per-phase timing, and it would need Snakemake,
-pandas and matplotlib carried as wheels (the 64 MiB limit). Generation seconds run from the
-first request to the last answer; start-up (model load, warm-up, voice registration, compile)
-is reported on its own, as the report does.
+What runs: a generation job's own server replicas (`fishflow.serving.replicas.Replicas`, the
+`speak` rule's servers: replicas, health, voice registration, the NVML record, in this process)
+and its own generation code (`fishflow.speaking.batch.BatchJob.speak_all` over a
+`fishflow.speaking.pool.ReplicaPool`: requests in flight, checking and atomic writes, the
+journal), one batch per voice running side by side on the same replicas; the sequential client
+talks to a single server that the same `Replicas` started (so both sides get the same server
+command line, checkpoint and start-up measurement). Not the whole Snakemake workflow, on
+purpose: what a GPU-hour buys is decided inside the generation job, and planning, manifests and
+the report run on CPU once per run (a fixed 7-9 s measured in RESULTS.md section 3); paying
+Snakemake's start-up in each of six phases would cost about a minute of a 10-minute device call
+and blur the per-phase timing, and it would need Snakemake, pandas and matplotlib carried as
+wheels (the 64 MiB limit). Generation seconds run from the first request to the last answer;
+start-up (model load, warm-up, voice registration, compile) is reported on its own, as the
+report does.
 
 Sizes: `tiny`, `tiny-s1`, `tiny-s2` are the test suite's servers (fish-speech 0.1.0, git d3df505,
 git 3dd1f85) in its CPU env with its cached tiny random checkpoints (tests/tooling); `s1-mini` and
@@ -42,9 +42,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -65,9 +65,9 @@ from fishflow.errors import FishflowError  # noqa: E402
 from fishflow.planning.config import validate_config  # noqa: E402
 from fishflow.planning.plan import Plan  # noqa: E402
 from fishflow.serving.client import FishSpeechClient  # noqa: E402
-from fishflow.serving.endpoint import read_endpoint  # noqa: E402
-from fishflow.serving.launcher import record_path  # noqa: E402
-from fishflow.speaking.batch import ShardGenerator  # noqa: E402
+from fishflow.serving.replicas import Replicas  # noqa: E402
+from fishflow.speaking.batch import BatchJob  # noqa: E402
+from fishflow.speaking.pool import ReplicaPool  # noqa: E402
 from tests.tooling import fish_speech_env  # noqa: E402
 
 KIT = Path(__file__).resolve().parent / "gpu_kit"
@@ -82,7 +82,6 @@ MEMORY_HEADROOM = 0.9  # twice the replicas must fit in 90 % of the GPU's memory
 START_MARGIN = 1.5
 COMPILE_GUARD_S = 240
 RESERVE_S = 20  # kept for stopping the last servers and writing the results
-STOP_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -206,54 +205,49 @@ def codec_config(size: Size) -> str:
 
 
 class Servers:
-    """fishflow's launcher for one phase; stopped (SIGTERM, then SIGKILL) on exit."""
+    """A generation job's server replicas for one phase, with every voice of the run; stopped
+    on exit. What a job's log would show (servers and items) goes to `folder`/job.log, each
+    server's output to `folder`/r<i>.log, the servers' record to `folder`/servers.json."""
 
     def __init__(self, config: dict, folder: Path, timeout_s: float):
-        plan = Plan(config)
-        spec = {
-            "server": config["server"],
-            "voices": [voice.spec() for voice in plan.voices.values()],
-            "servers_dir": str(folder / "servers"),
-        }
-        self.endpoint = folder / "servers" / "b00000.endpoint.json"
-        self.log = folder / "b00000.log"
-        self.endpoint.parent.mkdir(parents=True)
+        voices = [voice.spec() for voice in Plan(config).voices.values()]
+        self.log = folder / "job.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.handler = logging.FileHandler(self.log, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        logging.getLogger("fishflow").addHandler(self.handler)
+        logging.getLogger("fishflow").setLevel(logging.INFO)
+        self.replicas = Replicas(
+            config["server"], voices, folder / "servers", lambda tag: folder / f"{tag}.log"
+        )
         self.timeout_s = timeout_s
-        command = [sys.executable, "-m", "fishflow.serving.launcher", "--spec", json.dumps(spec)]
-        command += ["--endpoint", str(self.endpoint), "--log", str(self.log)]
-        env = {**os.environ, "PYTHONPATH": str(common.REPO / "src")}
         self.started = time.perf_counter()
-        self.process = subprocess.Popen(command, env=env, start_new_session=True)
+        self.replicas.start()
 
     def __enter__(self) -> Servers:
         return self
 
-    def wait_ready(self) -> dict:
-        """The endpoint once every replica is ready (or failed); its start-up wall seconds."""
+    def wait_ready(self) -> float:
+        """Until every replica is ready (or failed); the start-up wall seconds."""
         deadline = self.started + self.timeout_s
         while time.perf_counter() < deadline:
-            info = read_endpoint(self.endpoint) or {}
-            states = [r["state"] for r in info.get("replicas", ())]
-            if states and "starting" not in states:
+            states = [replica.state for replica in self.replicas.replicas]
+            if "starting" not in states:
                 if "ready" not in states:
-                    raise RuntimeError(f"no replica started: {info.get('error')}")
-                return {**info, "startup_wall_s": time.perf_counter() - self.started}
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the launcher exited ({self.process.returncode}): {self.log}")
+                    raise RuntimeError(f"no replica started: {self.replicas.failure()}")
+                return time.perf_counter() - self.started
             time.sleep(0.2)
         raise RuntimeError(f"replicas not ready after {self.timeout_s:.0f} s: {self.log}")
 
     def __exit__(self, *_) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        self.replicas.stop()
+        record = self.record()
+        (self.log.parent / "servers.json").write_text(json.dumps(record, indent=1))
+        logging.getLogger("fishflow").removeHandler(self.handler)
+        self.handler.close()
 
     def record(self) -> dict:
-        return json.loads(record_path(self.log).read_text())["runs"][-1]
+        return self.replicas.record()
 
 
 def run_sequential(config: dict, url: str, api_key: str | None, out: Path) -> dict:
@@ -264,33 +258,34 @@ def run_sequential(config: dict, url: str, api_key: str | None, out: Path) -> di
     return {"answered": len(wavs), "audio_s": sum(seconds for _, seconds in wavs.values())}
 
 
-def run_fishflow(config: dict, endpoint: Path) -> dict:
-    """fishflow's generation client, one shard per voice side by side, as in a generation job."""
+def run_fishflow(config: dict, replicas: Replicas) -> dict:
+    """fishflow's generation code, one batch per voice side by side on the same replicas (each
+    job's pool bounds the requests in flight per replica, as in a generation job)."""
     plan = Plan(config)
-    generators = [ShardGenerator(plan.shard(*key), plan.out, config) for key in plan.shard_keys()]
-    results: dict[int, list[dict]] = {}
+    pool = ReplicaPool(replicas, config["server"], threading.Event())
+    jobs = [BatchJob(plan.batch(*key), config) for key in plan.batch_keys()]
     errors: list[BaseException] = []
 
-    def generate(index: int, generator: ShardGenerator) -> None:
+    def speak(job: BatchJob) -> None:
+        job.pool = pool
         try:
-            generator.connect(endpoint)
-            results[index] = generator.run()
+            job.speak_all()
         except BaseException as exc:  # noqa: BLE001 - reported after the join
             errors.append(exc)
 
-    threads = [
-        threading.Thread(target=generate, args=(i, g), daemon=True)
-        for i, g in enumerate(generators)
-    ]
+    threads = [threading.Thread(target=speak, args=(job,), daemon=True) for job in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     if errors:
         raise errors[0]
-    records = [record for shard in results.values() for record in shard]
-    ok = [record for record in records if record["status"] == "ok"]
-    return {"answered": len(ok), "audio_s": sum(record["duration_s"] for record in ok)}
+    problems = [error for job in jobs for work in job.shards if (error := job.shard_error(work))]
+    if problems:
+        raise FishflowError(f"{len(problems)} shard(s) did not complete; first: {problems[0]}")
+    records = [record for job in jobs for work in job.shards for record in work.records.values()]
+    ok = [record for record in records if record.ok]
+    return {"answered": len(ok), "audio_s": sum(record.duration_s for record in ok)}
 
 
 def run_phase(phase: Phase, base: dict, folder: Path, items: int, budget: Budget) -> dict:
@@ -301,16 +296,16 @@ def run_phase(phase: Phase, base: dict, folder: Path, items: int, budget: Budget
     # Start-up may not eat the time kept for the table: past it the phase fails, the run goes on.
     startup_limit = min(config["server"]["startup_timeout_s"] + 60, budget.left() - RESERVE_S)
     with Servers(config, folder, startup_limit) as servers:
-        info = servers.wait_ready()
+        startup_wall_s = servers.wait_ready()
         started = time.perf_counter()
         if phase.sequential:
-            url = next(r["url"] for r in info["replicas"] if r["state"] == "ready")
-            produced = run_sequential(config, url, info["api_key"], folder / "out")
+            url = servers.replicas.ready()[0].url
+            produced = run_sequential(config, url, servers.replicas.api_key, folder / "out")
         else:
-            produced = run_fishflow(config, servers.endpoint)
+            produced = run_fishflow(config, servers.replicas)
         generation_s = time.perf_counter() - started
     record = servers.record()
-    return summarise(record, info["startup_wall_s"], generation_s, produced, items)
+    return summarise(record, startup_wall_s, generation_s, produced, items)
 
 
 def summarise(record: dict, startup_wall_s, generation_s, produced: dict, items: int) -> dict:

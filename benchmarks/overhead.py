@@ -27,7 +27,7 @@ import msgpack
 import requests
 
 from fishflow.planning.config import merged
-from fishflow.serving.launcher import free_loopback_port
+from fishflow.serving.replicas import free_loopback_port
 
 TARGET = 0.03
 LANG = "en"

@@ -6,7 +6,7 @@ The finished state is what the real workflow leaves: it is built once by running
 (demo server, zero-cost `tone` engine, `latency_s: 0`, very short texts for small WAVs) into
 .cache/benchmarks/resume/, and rebuilt when missing or made with another config (--rebuild
 forces it). Then each `snakemake -n` must print "Nothing to be done" and a plan summary with
-0 items to do. Target: under 10 s.
+0 items to do. Target: under 2 s.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import statistics
 
 import common
 
-TARGET_S = 10.0
+TARGET_S = 2.0
 
 
 def build(state, config: dict, cores: int, timeout: float, attempts: int = 2) -> None:

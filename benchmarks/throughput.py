@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,14 +68,15 @@ def run_fishflow(cfg: dict, path: Path) -> dict:
     wall, _, _ = common.snakemake(["--configfile", path, "--cores", "all"], TIMEOUT_S)
     out = Path(cfg["output_dir"])
     timing = json.loads((out / "report" / "report.json").read_text())["timing"]
-    # From the first to the last line of the generation logs (server start-up excluded).
-    window = datetime.fromisoformat(timing["finished_at"]) - datetime.fromisoformat(
-        timing["started_at"]
-    )
+    # From the first server ready (the generation jobs' servers records) to the last WAV
+    # written: server start-up excluded, as on the sequential side.
+    records = [json.loads(p.read_text()) for p in out.glob("work/batches/*/*/*.servers.json")]
+    first_ready = min(r["servers"]["ready_at"] for r in records if r["servers"])
+    last_wav = max(wav.stat().st_mtime for wav in out.glob("audio/*/*/*.wav"))
     items = common.read_jsonl(out / f"metadata_{LANG}.jsonl")
     return {
         "wall_s": wall,
-        "generation_s": window.total_seconds(),
+        "generation_s": last_wav - first_ready,
         "startup_s": max(s["startup_s"] or 0 for s in timing["servers"]),
         "wavs": {f"{r['voice']}/{r['id']}": r["sha256"] for r in items},
         "audio_s": sum(r["duration_s"] for r in items),

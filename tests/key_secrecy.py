@@ -1,14 +1,14 @@
 """Watch a running workflow for its servers' API keys on any process's command line.
 
 `/proc/<pid>/cmdline` is readable by every user of a shared node: a key seen there lets anyone
-use the server, or replace a verified voice. The keys are read from the endpoint files (mode
-0600) as soon as a replica is ready; each key must then guard its server (401 without it, 200
-with it), and no command line may ever hold it.
+use the server, or replace a verified voice. A generation job keeps its servers' key in memory
+and hands it to each server in its environment (`/proc/<pid>/environ`, readable by its owner
+only), where the watch reads it; each key must then guard its server (401 without it, 200 with
+it), no command line may ever hold it, and no file of the run may keep it.
 """
 
 from __future__ import annotations
 
-import stat
 import subprocess
 import time
 import urllib.error
@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fishflow.serving.endpoint import read_endpoint
+from fishflow.serving.api_key_shim import KEY_ENV
 from tests.workflow_runner import Project, kill_group
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -34,19 +34,48 @@ def command_lines() -> dict[int, str]:
     return lines
 
 
-def ready_servers(servers: Path) -> dict[str, str]:
-    """Key -> URL of a ready replica, for every batch whose endpoint file lists one."""
-    ready = {}
-    for path in servers.glob("*.endpoint.json"):
-        info = read_endpoint(path) or {}
-        for replica in info.get("replicas", ()):
-            if replica["state"] == "ready":
-                assert stat.S_IMODE(path.stat().st_mode) == 0o600
-                ready[info["api_key"]] = replica["url"]
-    return ready
+def server_url(args: list[str]) -> str | None:
+    """The loopback URL a server command line listens on: the demo's --port, fish-speech's
+    --listen."""
+    if "--port" in args:
+        return f"http://127.0.0.1:{args[args.index('--port') + 1]}"
+    if "--listen" in args:
+        return f"http://{args[args.index('--listen') + 1]}"
+    return None
 
 
-def health_status(url: str, key: str | None) -> int:
+def running_servers(servers: Path) -> dict[str, str]:
+    """Key -> URL of every server process working under `servers` (its cwd) with a key in its
+    environment."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if not Path(str(proc / "cwd")).resolve().is_relative_to(servers.resolve()):
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            args = (proc / "cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue  # exited meanwhile, or not ours
+        prefix = f"{KEY_ENV}=".encode()
+        keys = [entry[len(prefix) :].decode() for entry in environ if entry.startswith(prefix)]
+        url = server_url(args)
+        if keys and url:
+            found[keys[0]] = url
+    return found
+
+
+def files_holding(keys: set[str], folder: Path) -> list[Path]:
+    """Files under `folder` that contain any of `keys`."""
+    encoded = [key.encode() for key in keys]
+    return [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and any(key in path.read_bytes() for key in encoded)
+    ]
+
+
+def health_status(url: str, key: str | None) -> int | None:
+    """The HTTP status of /v1/health; None while the server does not listen (yet, or any more)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     request = urllib.request.Request(f"{url}/v1/health", headers=headers)
     try:
@@ -54,6 +83,8 @@ def health_status(url: str, key: str | None) -> int:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+    except (urllib.error.URLError, ConnectionError):
+        return None
 
 
 @dataclass
@@ -63,6 +94,7 @@ class KeyWatch:
     keys: set[str] = field(default_factory=set)
     scans: int = 0  # scans made while at least one key was known
     server_sightings: int = 0  # server processes seen, summed over all scans
+    files_with_keys: list[Path] = field(default_factory=list)  # after the run
 
 
 def run_watching_keys(
@@ -75,10 +107,13 @@ def run_watching_keys(
     try:
         while process.poll() is None:
             assert time.monotonic() < deadline, f"the run took over {timeout} s"
-            for key, url in ready_servers(project.out / "work" / "servers").items():
+            for key, url in running_servers(project.out / "work" / "servers").items():
                 if key not in watch.keys:
                     # The key reached the server through the shim: it guards every route.
-                    assert (health_status(url, None), health_status(url, key)) == (401, 200)
+                    statuses = (health_status(url, None), health_status(url, key))
+                    if None in statuses:
+                        continue  # not listening yet (or stopped meanwhile): the next scan
+                    assert statuses == (401, 200), (url, statuses)
                     watch.keys.add(key)
             lines = command_lines()
             watch.server_sightings += sum(server_mark in line for line in lines.values())
@@ -89,4 +124,5 @@ def run_watching_keys(
     finally:
         kill_group(process)
     stdout, _ = process.communicate()
+    watch.files_with_keys = files_holding(watch.keys, project.root)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, ""), watch

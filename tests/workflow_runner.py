@@ -90,9 +90,9 @@ class Project:
 
     def tts_requests(self) -> list[dict]:
         """Every /v1/tts request any demo server replica of this project answered (request logs
-        in work/servers/<batch>-<host>-<pid>/<replica>/)."""
+        in work/servers/<lang>/<batch>-<host>-<pid>/<replica>/)."""
         requests = []
-        for log in sorted((self.out / "work" / "servers").glob("*/*/requests.jsonl")):
+        for log in sorted((self.out / "work" / "servers").rglob("requests.jsonl")):
             requests += [r for r in atomic.read_jsonl(log) if r["path"] == "/v1/tts"]
         return requests
 

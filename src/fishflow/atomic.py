@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,13 +17,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temp file beside `path`, fsync it, then rename over `path`."""
+def write_bytes(path: Path, data: bytes, mode: int = 0o644, tmp_dir: Path | None = None) -> None:
+    """Write to a temp file (beside `path`, or in `tmp_dir` on the same file system), fsync
+    it, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # A unique name: threads of one job write WAVs of the same id in different voices at once.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=tmp_dir or path.parent)
+    tmp = Path(name)
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as handle:
+        os.fchmod(fd, mode)
+        with open(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -52,9 +57,17 @@ def write_json(path: Path, obj, mode: int = 0o644) -> None:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Read a JSONL file; a torn last line (a kill during append) is ignored."""
-    records = []
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().split("\n")
+    present = [line for line in lines if line.strip()]
+    try:
+        # One parse for the whole file: a plan summary reads a journal line per finished item.
+        records = json.loads("[" + ",".join(present) + "]")
+    except json.JSONDecodeError:
+        records = None
+    if records is not None and len(records) == len(present):
+        return records
+    records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

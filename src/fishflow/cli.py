@@ -31,7 +31,6 @@ def _submit(args: argparse.Namespace) -> int:
         mem_mb=args.mem_mb,
         stop_s=args.stop_s,
         max_requeues=args.max_requeues,
-        reruns=args.reruns,
     )
     cwd = Path.cwd()
     configfiles = [path.resolve() for path in args.configfile]
@@ -82,7 +81,6 @@ def _add_submit(commands) -> None:
         ("--mem-mb", defaults.mem_mb, "the controller job's memory, MB"),
         ("--stop-s", defaults.stop_s, "stop Snakemake this long before the time limit, s"),
         ("--max-requeues", defaults.max_requeues, "requeues at the time limit, at most"),
-        ("--reruns", defaults.reruns, "snakemake reruns after a failed run (incomplete shards)"),
     ):
         sub.add_argument(flag, type=int, default=default, help=f"{meaning} (default {default})")
     sub.add_argument("--wait", action="store_true", help="wait for the controller to finish")

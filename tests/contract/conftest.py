@@ -20,7 +20,7 @@ import pytest
 
 from fishflow.errors import ServerError
 from fishflow.serving.client import FishSpeechClient
-from fishflow.serving.launcher import free_loopback_port
+from fishflow.serving.replicas import free_loopback_port
 from tests.helpers import skip_loudly
 from tests.tooling.fish_speech_env import (
     GIT_S1,

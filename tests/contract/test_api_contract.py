@@ -26,7 +26,7 @@ from fishflow.planning.voices import Voice, load_voice
 from fishflow.serving import espeak
 from fishflow.serving.client import FishSpeechClient
 from fishflow.serving.registration import register_voices, verify_voices
-from fishflow.speaking.batch import ShardGenerator, tts_payload
+from fishflow.speaking.batch import BatchJob, tts_payload
 from tests.contract.conftest import API_KEY, DEMO, GIT_S1_KIND, GIT_S2_KIND, PYPI, Server
 from tests.helpers import make_config
 
@@ -88,7 +88,7 @@ def json_body(**fields) -> bytes:
 
 
 def spec(voice: Voice) -> dict:
-    """A voice as the workflow hands it to register_voices (see server_spec in common.smk)."""
+    """A voice as a generation job hands it to register_voices (`Voice.spec()`)."""
     return {"id": voice.id, "audio": str(voice.audio), "text": voice.text, "sha256": voice.sha256}
 
 
@@ -119,7 +119,7 @@ def unpack(response: requests.Response) -> dict:
 
 @pytest.fixture(scope="session")
 def narrator(server, tmp_path_factory) -> tuple[str, dict]:
-    """A voice registered as fishflow's launcher does it; (registry kind, voice spec)."""
+    """A voice registered as a job's replicas do it; (registry kind, voice spec)."""
     voice = make_voice(tmp_path_factory.mktemp("narrator"), "narrator", "f3")
     return register_voices(client(server), server.workdir, [voice]), voice
 
@@ -401,7 +401,7 @@ def test_unknown_voice_quirk_is_caught(server, tmp_path):
 
 
 def test_workflow_payload_is_accepted(server, tmp_path):
-    """What a generate job sends, built by fishflow's own plan and generator."""
+    """What a generation job sends, built by fishflow's own plan and batch job."""
     texts = {"en": [{"id": "en0", "text": TEXT}], "de": [{"id": "de0", "text": TEXT}]}
     config = make_config(
         tmp_path, texts, voices=("reader",), generation={"max_new_tokens": MAX_NEW_TOKENS}
@@ -409,8 +409,7 @@ def test_workflow_payload_is_accepted(server, tmp_path):
     plan = Plan(config)
     voices = [spec(voice) for voice in plan.voices.values()]
     register_voices(client(server), server.workdir, voices)
-    for lang, voice, name in plan.shard_keys():
-        shard = plan.shard(lang, voice, name)
-        params = ShardGenerator(shard, plan.out, config).params
-        for item in shard.items:
-            assert_wav(client(server).tts(tts_payload(item, item.seed, params)))
+    for key in plan.batch_keys():
+        job = BatchJob(plan.batch(*key), config)
+        for item in (item for shard in job.batch.shards for item in shard.items):
+            assert_wav(client(server).tts(tts_payload(item, item.seed, job.params)))

@@ -7,8 +7,8 @@ import os
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
-from fishflow.serving.endpoint import read_endpoint
 from tests.e2e.test_workflow import ITEMS
 from tests.workflow_runner import Project, assert_ok
 
@@ -17,11 +17,21 @@ def digests(project) -> dict[str, str]:
     return {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in project.wavs().items()}
 
 
+def request_logs(project) -> list[Path]:
+    """The demo servers' request logs: work/servers/<lang>/<batch>-<host>-<pid>/<r>/."""
+    return sorted((project.out / "work" / "servers").glob("*/*/*/requests.jsonl"))
+
+
+def tts_answered(log: Path) -> int:
+    with log.open() as lines:
+        return sum('"/v1/tts"' in line for line in lines)
+
+
 def requests_per_replica(project) -> Counter:
     """Replica folder name (r0, r1, ...) -> TTS requests its demo server answered."""
     counts = Counter()
-    for log in (project.out / "work" / "servers").glob("*/*/requests.jsonl"):
-        counts[log.parent.name] += sum('"/v1/tts"' in line for line in log.open())
+    for log in request_logs(project):
+        counts[log.parent.name] += tts_answered(log)
     return +counts  # only replicas that answered some
 
 
@@ -29,15 +39,30 @@ def untimed(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "generation_s"} for r in records]
 
 
-def serving_replica(project, timeout: float = 120) -> dict:
-    """A ready replica, once some replica has answered a TTS request."""
+def demo_servers_under(folder: Path) -> dict[Path, int]:
+    """Working folder -> pid of every live demo server whose --workdir lies under `folder`."""
+    servers = {}
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = entry.read_bytes().decode().split("\0")
+        except OSError:
+            continue  # exited meanwhile
+        if "fishflow.serving.demo_server" in args and "--workdir" in args:
+            workdir = Path(args[args.index("--workdir") + 1])
+            if workdir.is_relative_to(folder):
+                servers[workdir] = int(entry.parent.name)
+    return servers
+
+
+def serving_replica(project, timeout: float = 120) -> tuple[Path, int]:
+    """(working folder, pid) of a live demo server of this run once it has answered a TTS
+    request (so its replica was ready)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if requests_per_replica(project):
-            for endpoint in (project.out / "work" / "servers").glob("*.endpoint.json"):
-                ready = [r for r in read_endpoint(endpoint)["replicas"] if r["state"] == "ready"]
-                if ready:
-                    return ready[0]
+        for workdir, pid in demo_servers_under(project.out / "work" / "servers").items():
+            log = workdir / "requests.jsonl"
+            if log.is_file() and tts_answered(log):
+                return workdir, pid
         time.sleep(0.05)
     raise AssertionError("no replica answered a request")
 
@@ -75,12 +100,14 @@ def test_a_replica_killed_mid_run_is_replaced_and_the_run_completes(project, tmp
     project.config["server"].update(replicas=2, max_restarts=1)
     project.config["server"]["demo"] = {"latency_s": 0.3}
     process = project.start()
-    victim = serving_replica(project)
-    os.kill(victim["pid"], signal.SIGKILL)
+    workdir, pid = serving_replica(project)
+    os.kill(pid, signal.SIGKILL)
     stdout, _ = process.communicate(timeout=300)
     assert process.returncode == 0, stdout[-5000:]
 
     assert digests(project) == digests(reference)
-    logs = "".join(p.read_text() for p in (project.out / "logs" / "server").glob("*.log"))
-    assert "server exited with code -9; restart 1 of 1" in logs
+    # The job's log says so, and the replacement started in its own folder beside the victim's.
+    logs = "".join(p.read_text() for p in (project.out / "logs" / "speak").glob("*/*.log"))
+    assert f"[{workdir.name}] server exited with code -9; restart 1 of 1" in logs
+    assert workdir.with_name(f"{workdir.name}.1").is_dir()
     assert project.summary()["total"] == {"ok": ITEMS, "failed": 0}

@@ -26,7 +26,9 @@ def requested(project):
 def test_fresh_run_layout_manifests_and_nothing_left_to_do(project):
     plan = project.run("-n")
     assert_ok(plan)
-    assert re.search(r"generate\s+12\b", plan.stdout) and re.search(r"server\s+2\b", plan.stdout)
+    # One generation job per language here (3 shards per voice, 8 shards per job: 4 per voice).
+    assert re.search(r"speak\s+2\b", plan.stdout)
+    assert not re.search(r"\b(server|generate|validate)\s+\d", plan.stdout)
     assert not project.out.exists()
 
     result = project.run()
@@ -141,19 +143,27 @@ def test_killed_run_resumes_with_only_missing_items(project):
     assert len({r["id"] + r["voice"] for r in project.manifest("metadata", "en")}) == ITEMS // 2
 
 
-def test_failing_shard_fails_alone_and_only_it_reruns(project):
+def test_failing_shard_fails_its_job_siblings_kept_and_only_missing_items_rerun(project):
     project.config["server"]["demo"] = {"fail_pattern": "^Is this a question"}
     result = project.run()
     assert result.returncode != 0
-    assert "HTTP 500" in result.stdout or "HTTP 500" in "".join(
-        p.read_text() for p in (project.out / "logs" / "generate").rglob("*.log")
-    )
-    generated = project.out / "work" / "generated"
-    failing = {("en", "alice", "00001"), ("en", "bob", "00001")}
-    done = {
-        tuple(p.relative_to(generated).with_suffix("").parts) for p in generated.rglob("*.json")
+    # The job fails the normal way and names the shard; its siblings finished and journaled.
+    log = (project.out / "logs" / "speak" / "en" / "b00000.log").read_text()
+    for voice in ("alice", "bob"):
+        assert f"shard en/{voice}/00001: en3: " in log
+    assert "HTTP 500" in log and "2 of 6 shard(s) did not complete" in log
+    assert "2 of 6 shard(s) did not complete" in result.stdout
+    journals = project.out / "work" / "progress"
+    kept = {
+        (j.parent.parent.name, j.parent.name, j.stem): {r["id"] for r in atomic.read_jsonl(j)}
+        for j in journals.rglob("*.jsonl")
     }
-    assert len(done) == 12 - 2 and not done & failing
+    for voice in ("alice", "bob"):
+        assert kept[("en", voice, "00000")] == {"en0", "en1"}
+        assert kept[("en", voice, "00002")] == {"en4"}
+        assert kept[("en", voice, "00001")] == {"en2"}  # en3 failed, en2 beside it did not
+    assert not (project.out / "work" / "batches" / "en" / "b00000.jsonl").exists()
+    assert (project.out / "work" / "batches" / "de" / "b00000.jsonl").exists()
     assert not (project.out / "metadata_en.jsonl").exists()
     assert (project.out / "metadata_de.jsonl").exists()
     first = requested(project)
@@ -172,7 +182,7 @@ def test_server_that_never_gets_healthy_fails_with_its_log(project):
     result = project.run(timeout=120)
     assert result.returncode != 0
     assert time.monotonic() - started < 60
-    logs = "".join(p.read_text() for p in (project.out / "logs" / "generate").rglob("*.log"))
+    logs = "".join(p.read_text() for p in (project.out / "logs" / "speak").rglob("*.log"))
     assert "did not answer /v1/health within 2 s" in logs
     # The tail of the server's own output, which begins with its command line.
     assert "--- last lines of" in logs and "fishflow: command: " in logs

@@ -29,6 +29,13 @@ def test_the_kit_answers_every_request_with_the_same_audio_on_both_sides(fish_sp
         assert abs(phase["results"]["audio_s"] - 4 * frames * 2048 / 44100) < 0.01
         assert phase["results"]["gpu"] == {"measured": False, "reason": "the servers run on CPU"}
     assert result["problems"] == []
+    # Each phase that ran keeps its servers' record, its job log and each server's output.
+    for folder in ("sequential", "fishflow-x1"):
+        record = json.loads((logs / folder / "servers.json").read_text())
+        assert [(s["replica"], s["restart"]) for s in record["starts"]] == [("r0", 0)]
+        assert "server ready at" in (logs / folder / "job.log").read_text()
+        assert (logs / folder / "r0.log").read_text().startswith("fishflow: command: ")
+    assert "en/voice02/00000 r0000001 ok" in (logs / "fishflow-x1" / "job.log").read_text()
     # The table comes last, one line per phase, GPU figures "not measured" on CPU.
     table = run.stdout.strip().splitlines()[-4:]
     assert table[0].startswith("phase") and "x seq" in table[0]

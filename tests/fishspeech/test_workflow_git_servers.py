@@ -1,8 +1,8 @@
 """The whole workflow through the REAL git servers (d3df505, S1; 3dd1f85, S2), one run each plus
-two resumes: the launcher with 2 replicas, voices registered and verified over HTTP, generation,
-validation, manifests and report; a second run that speaks nothing; a changed reference that
-regenerates exactly that voice; no process's command line shows the servers' API key meanwhile.
-Each server start takes 30-60 s here: runs are few."""
+two resumes: a generation job with 2 server replicas, voices registered and verified over HTTP,
+manifests and report; a second run that speaks nothing; a changed reference that regenerates
+exactly that voice; no process's command line shows the servers' API key meanwhile. Each server
+start takes 30-60 s here: runs are few."""
 
 import re
 from pathlib import Path
@@ -20,8 +20,9 @@ REPLICAS = 2
 RUN_TIMEOUT_S = 600
 
 
-def launcher_log(project: Project) -> str:
-    return "".join(p.read_text() for p in sorted((project.out / "logs" / "server").rglob("*.log")))
+def speak_logs(project: Project) -> str:
+    """The generation jobs' logs and their server replicas' output."""
+    return "".join(p.read_text() for p in sorted((project.out / "logs" / "speak").rglob("*.log")))
 
 
 def stamps(project: Project) -> dict[str, int]:
@@ -35,7 +36,7 @@ def assert_voices_registered_over_http(project: Project, log: str) -> None:
         ready = rf"\[r{replica}\] server ready at .* 2 voice\(s\) verified \(http registry\)"
         assert re.search(ready, log), log[-3000:]
     # What the server's add stored: the upload, byte-identical, under fixed names.
-    workdirs = sorted((project.out / "work" / "servers").glob(f"*/r{REPLICAS - 1}"))
+    workdirs = sorted((project.out / "work" / "servers").glob(f"*/*/r{REPLICAS - 1}"))
     assert workdirs, "no replica working directory"
     for voice, spec in project.config["voices"].items():
         folder = workdirs[-1] / "references" / voice
@@ -55,7 +56,7 @@ def test_workflow_through_a_git_server(git_fish_speech, tmp_path):
     result, watch = run_watching_keys(project, "tools.api_server", timeout=RUN_TIMEOUT_S)
     assert_ok(result)
     assert watch.keys and watch.scans >= 5 and watch.server_sightings >= REPLICAS, watch
-    log = launcher_log(project)
+    log = speak_logs(project)
     assert_voices_registered_over_http(project, log)
     assert "Finished server process" in log  # stopped cleanly when its shards were done
     assert_complete_output(project, git_fish_speech.version.generation)
@@ -66,7 +67,7 @@ def test_workflow_through_a_git_server(git_fish_speech, tmp_path):
     again = project.run(timeout=RUN_TIMEOUT_S)
     assert_ok(again)
     assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
-    assert stamps(project) == before and launcher_log(project) == log
+    assert stamps(project) == before and speak_logs(project) == log
 
     # A changed reference regenerates exactly that voice's items.
     write_wav(Path(project.config["voices"]["bob"]["audio"]), freq=400, seconds=2.5)

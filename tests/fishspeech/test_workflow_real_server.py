@@ -27,7 +27,8 @@ def logs(project: Project, kind: str) -> str:
 
 
 def server_workdirs(project: Project) -> list[Path]:
-    return sorted(p for p in (project.out / "work" / "servers").iterdir() if p.is_dir())
+    """The working folders of the run's generation jobs' servers (one per job)."""
+    return sorted(p for p in (project.out / "work" / "servers").glob("*/*") if p.is_dir())
 
 
 def running(pid: int) -> bool:
@@ -56,7 +57,7 @@ def first_run(fish_speech, tmp_path_factory) -> Project:
     project = fish_project(tmp_path_factory.mktemp("real-server"), fish_speech)
     started = time.monotonic()
     assert_ok(project.run(timeout=RUN_TIMEOUT_S))
-    startup = re.search(r"server ready at \S+ after ([\d.]+) s", logs(project, "server"))
+    startup = re.search(r"server ready at \S+ after ([\d.]+) s", logs(project, "speak"))
     print(
         f"\nfull run through the real server: {time.monotonic() - started:.1f} s "
         f"(server start-up {startup[1]} s)"
@@ -68,12 +69,12 @@ def test_full_run_through_the_real_server(first_run, fish_speech):
     project = first_run
     assert_complete_output(project)
     wavs = project.wavs()
-    assert {"audio/en/alice/en0.wav", "audio/de/bob/de2.wav"} <= set(wavs)
+    assert {"audio/en/alice/en0.wav", "audio/en/bob/en5.wav"} <= set(wavs)
     assert sha(wavs["audio/en/alice/en0.wav"]) != sha(wavs["audio/en/bob/en0.wav"])
 
     # 0.1.0 has no /v1/references/*: the voices went into the server's working directory.
-    server_log = logs(project, "server")
-    ready = r"fishflow: \[r0\] server ready at .* 2 voice\(s\) verified \(folder registry\)"
+    server_log = logs(project, "speak")
+    ready = r"\[r0\] server ready at .* 2 voice\(s\) verified \(folder registry\)"
     assert re.search(ready, server_log)
     assert "Finished server process" in server_log  # stopped cleanly when its shards were done
     (workdir,) = server_workdirs(project)
@@ -172,12 +173,12 @@ def test_a_server_that_dies_while_starting_fails_the_run_fast(case, fish_speech,
     print(f"\n{case}: the run failed after {elapsed:.1f} s")
     assert result.returncode != 0
     assert elapsed < STARTUP_TIMEOUT_S
-    generate_log = logs(project, "generate")
-    for text in (generate_log, result.stdout):
-        assert f"the server failed to start: {error}" in text, text[-3000:]
+    speak_log = logs(project, "speak")
+    for text in (speak_log, result.stdout):
+        assert f"the servers failed: {error}" in text, text[-3000:]
         assert cause in text
         assert "--- last lines of" in text
     assert not (project.out / "audio").exists()
     (workdir,) = server_workdirs(project)
-    assert not running(int(workdir.name.rsplit("-", 1)[1]))  # the launcher's pid
+    assert not running(int(workdir.name.rsplit("-", 1)[1]))  # the generation job's pid
     assert not processes_in(workdir)  # nor any server replica

@@ -24,11 +24,15 @@ def test_en_benchmark_produces_the_three_report_files(benchmark_run):
     assert report["summary"] == {"ok": report["total"]["ok"], "failed": report["total"]["failed"]}
     assert all(row["timing"]["rtf"] > 0 for row in report["rows"])
     assert report["provenance"]["models"][0].startswith("demo/espeak/")
-    assert [s["batch"] for s in report["timing"]["servers"]] == ["b00000"]
-    assert report["timing"]["servers"][0]["startup_s"] > 0
-    (job,) = report["timing"]["jobs"]  # from the launcher's record, not its log text
-    assert job["gpu"] == {"measured": False, "reason": "the servers run on CPU"}
-    assert job["advice"] == "GPU use not measured: the servers run on CPU"
+    # One generation job (one shard per voice), from its servers record.
+    batches = ["en/b00000"]
+    assert [s["batch"] for s in report["timing"]["servers"]] == batches
+    assert all(s["startup_s"] > 0 for s in report["timing"]["servers"])
+    assert [job["batch"] for job in report["timing"]["jobs"]] == batches
+    for job in report["timing"]["jobs"]:
+        assert job["gpu"] == {"measured": False, "reason": "the servers run on CPU"}
+        assert job["advice"] == "GPU use not measured: the servers run on CPU"
+    assert report["timing"]["started_at"] < report["timing"]["finished_at"]
     with open(report_dir / "items.csv", newline="", encoding="utf-8") as handle:
         items = list(csv.DictReader(handle))
     assert len(items) == 300 and items[0]["id"] == "en-bench-001"

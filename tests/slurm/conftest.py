@@ -3,6 +3,7 @@ Slurm profile, their Slurm jobs, and the cancellation of those jobs at teardown.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,8 +15,27 @@ import yaml
 from tests.helpers import REPO, make_config
 from tests.workflow_runner import Project
 
-SACCT_FIELDS = ("JobID", "State", "AllocTRES", "NodeList", "WorkDir")
+# JobID names an array task <array job>_<task>; JobIDRaw is its own id, its $SLURM_JOB_ID.
+SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "AllocTRES", "NodeList", "WorkDir")
 SERVER = {"backoff_s": 0.05, "retries": 2, "startup_timeout_s": 60}
+# What snakemake-executor-plugin-slurm 2.8.0 prints per sbatch call: a single job, or an array.
+SUBMITTED_JOB = re.compile(r"submitted with SLURM jobid (\d+)")
+SUBMITTED_ARRAY = re.compile(
+    r"Submitted array job with Snakemake IDs [\d,]+ and SLURM job ID (\d+)\. "
+    r"The individual task IDs are (\d+)-(\d+)\."
+)
+
+
+def submitted(output: str) -> list[str]:
+    """The Slurm jobs a snakemake run submitted, as sacct's JobID names them ("12", "13_2")."""
+    jobs = SUBMITTED_JOB.findall(output)
+    for array, first, last in SUBMITTED_ARRAY.findall(output):
+        jobs += [f"{array}_{task}" for task in range(int(first), int(last) + 1)]
+    return jobs
+
+
+def sbatch_calls(output: str) -> int:
+    return len(SUBMITTED_JOB.findall(output)) + len(SUBMITTED_ARRAY.findall(output))
 
 
 def slurm(*cmd: str) -> str:
@@ -55,9 +75,10 @@ class SlurmProject(Project):
 @pytest.fixture(scope="session")
 def slurm_profile(tmp_path_factory) -> Path:
     """profiles/slurm with only what the 2-CPU, ~21 GB test node cannot give changed: the
-    server's CPUs and memory, so that two batch jobs (one per fake GPU) fit side by side."""
+    batch job's CPUs and memory, so that two batch jobs (one per fake GPU) fit side by side.
+    Everything else, the job arrays included, is the real profile's."""
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    profile["set-resources"]["server"].update(cpus_per_task=1, mem_mb=1000)
+    profile["set-resources"]["speak"].update(cpus_per_task=1, mem_mb=1000)
     # The plugin polls after this delay, then 10 s later per round that finds nothing finished.
     profile["slurm-init-seconds-before-status-checks"] = 1
     # One machine: no shared file system to wait for.

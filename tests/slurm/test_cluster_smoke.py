@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.slurm
 
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
-SACCT_FIELDS = ("JobID", "State", "Account", "Partition", "AllocTRES")
+SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "Account", "Partition", "AllocTRES")
 
 SNAKEFILE = """\
 rule all:
@@ -52,12 +52,15 @@ def sacct(job_id: str) -> dict[str, dict[str, str]]:
     return {record["JobID"]: record for record in records}
 
 
-def wait_for_job(job_id: str, timeout: float = 60) -> dict[str, dict[str, str]]:
-    """The job's sacct records once it has finished and its record is complete."""
+def wait_for_job(
+    job_id: str, timeout: float = 60, done: str | None = None
+) -> dict[str, dict[str, str]]:
+    """The job's sacct records once it (or its record `done`, e.g. an array task "12_2") has
+    finished and its record is complete."""
     deadline, records = time.monotonic() + timeout, {}
     while time.monotonic() < deadline:
         records = sacct(job_id)
-        job = records.get(job_id, {})
+        job = records.get(done or job_id, {})
         # slurmctld records a job's start (name, partition) up to ~5 s late, so a job that ends
         # at once is first listed by sacct as "allocation" with its end state but no partition.
         if job.get("State", "").split(" ")[0] in FINISHED and job["Partition"]:
@@ -84,6 +87,27 @@ def test_gpu_batch_job_is_accounted(slurm_cluster, tmp_path):
     assert (job["Account"], job["Partition"]) == (slurm_cluster.account, slurm_cluster.partition)
     assert "gres/gpu=1" in job["AllocTRES"]
     assert output.read_text() == "CUDA_VISIBLE_DEVICES=0\n"
+
+
+def test_gpu_job_array_tasks_each_hold_a_gpu(slurm_cluster, tmp_path):
+    # The Slurm profile submits batches as job arrays: one sbatch call, a GPU per task.
+    script = 'echo "$SLURM_ARRAY_TASK_ID $SLURM_JOB_ID CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"'
+    array = run(
+        ["sbatch", "--parsable", f"--account={slurm_cluster.account}"]
+        + [f"--partition={slurm_cluster.partition}", "--time=2", "--gpus=1", "--array=1-2"]
+        + [f"--output={tmp_path}/slurm-%A_%a.out", f"--wrap={script}"]
+    ).strip()
+    tasks = {}
+    for task in (1, 2):
+        job = f"{array}_{task}"
+        records = wait_for_job(array, done=job)
+        tasks[task] = records[job]
+        assert tasks[task]["State"] == "COMPLETED", records
+        assert "gres/gpu=1" in tasks[task]["AllocTRES"]
+        number, own_id, gpu = (tmp_path / f"slurm-{array}_{task}.out").read_text().split()
+        assert number == str(task) and gpu in {"CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"}
+        assert own_id == tasks[task]["JobIDRaw"]
+    assert tasks[1]["JobIDRaw"] != tasks[2]["JobIDRaw"]  # two Slurm jobs, one sbatch call
 
 
 def test_srun_step_inside_batch_job(slurm_cluster, tmp_path):

@@ -1,6 +1,7 @@
 """`fishflow submit`, `status` and `cancel` on the real Slurm test cluster: the Snakemake
 controller runs as a CPU Slurm job, is requeued at its time limit and resumes from the files
-(issue 7's acceptance)."""
+(issue 7's acceptance); its generation jobs are one Slurm job per batch, in job arrays (issue
+12)."""
 
 import json
 import subprocess
@@ -19,7 +20,9 @@ from tests.slurm.test_workflow_slurm import TEXTS4, journaled, requested, wait_f
 pytestmark = pytest.mark.slurm
 
 FISHFLOW = str(Path(sys.executable).parent / "fishflow")
-BATCHED = {"shard_size": 2, "shards_per_job": 4}
+# One voice: two batches (de, en) of two shards each, beside the controller on the 2-CPU test
+# node.
+BATCHED = {"voices": ("alice",), "shard_size": 2, "shards_per_job": 2}
 RELEASE_AFTER_S = 15
 
 
@@ -89,6 +92,13 @@ def test_submit_runs_the_controller_as_a_cpu_slurm_job(slurm_project):
     assert job["State"] == "COMPLETED"
     assert "gres/gpu" not in job["AllocTRES"]
     assert len(records) == 3  # the controller and one job per batch
+    batch_jobs = [records[job] for job in records if job != state["job_id"]]
+    assert all(job["State"] == "COMPLETED" for job in batch_jobs), records
+    assert all("gres/gpu=1" in job["AllocTRES"].split(",") for job in batch_jobs), records
+    # The controller's log names the generation jobs: here one job array, its tasks the batches.
+    runs, submitted = run_state.submitted(Path(state["log"]))
+    assert len(runs) == 1 and submitted == [batch_jobs[0]["JobID"].split("_")[0]]
+    assert sorted(job["JobID"] for job in batch_jobs) == [f"{submitted[0]}_{i}" for i in (1, 2)]
     assert_complete(project)
     assert requested(project) == everything(project)
     # Slurm's own logs of the generation jobs lie under the output.
@@ -96,7 +106,11 @@ def test_submit_runs_the_controller_as_a_cpu_slurm_job(slurm_project):
     status = fishflow(project, "status", str(project.out))
     assert status.returncode == 0, status.stderr
     assert f"Slurm job {state['job_id']} (COMPLETED)" in status.stdout
-    assert "en    alice  4/4" in status.stdout
+    assert "generation jobs in the queue: none" in status.stdout
+    rows = [line.split() for line in status.stdout.splitlines()]
+    assert ["lang", "voice", "items", "done", "items", "failed"] in rows
+    assert ["de", "alice", "4/4", "0"] in rows and ["en", "alice", "4/4", "0"] in rows
+    assert "generation jobs (batches) finished: de 1/1, en 1/1" in status.stdout
 
 
 def finish(project, timeout: float = 420) -> dict:
@@ -121,7 +135,7 @@ def finish(project, timeout: float = 420) -> dict:
 def test_controller_out_of_time_is_requeued_and_every_item_is_generated_once(slurm_project):
     project = slurm_project(TEXTS4, **BATCHED)
     # Slow enough that the first one-minute controller cannot finish.
-    project.config["server"]["demo"] = {"latency_s": 1.5}
+    project.config["server"]["demo"].update(latency_s=1.5)
     result = submit(project, "--time", "1", "--stop-s", "40", "--max-requeues", "8")
     assert result.returncode == 0, result.stderr
     state = finish(project)
@@ -135,7 +149,7 @@ def test_controller_out_of_time_is_requeued_and_every_item_is_generated_once(slu
 
 def test_cancel_then_submit_again_resumes_without_duplicates(slurm_project):
     project = slurm_project(TEXTS4, **BATCHED)
-    project.config["server"]["demo"] = {"latency_s": 1.0}
+    project.config["server"]["demo"].update(latency_s=1.0)
     assert submit(project).returncode == 0
     wait_for(lambda: journaled(project), "journaled item", timeout=180)
     cancel = fishflow(project, "cancel", str(project.out), timeout=300)
@@ -149,7 +163,7 @@ def test_cancel_then_submit_again_resumes_without_duplicates(slurm_project):
     finished = {(r["voice"], r["text"]) for r in journaled(project) if r["status"] == "ok"}
     assert 1 <= len(finished) < sum(everything(project).values())
 
-    project.config["server"]["demo"] = {"latency_s": 0}
+    project.config["server"]["demo"].update(latency_s=0)
     assert submit(project).returncode == 0
     assert finish(project)["status"] == "completed"
     assert_complete(project)

@@ -1,8 +1,11 @@
-"""The workflow on the real Slurm test cluster with a test-sized copy of profiles/slurm: one GPU
-batch job per batch of shards, resumed after `scancel`, a failed shard rerun alone, the plan of a
-dry run and the account check (issue 3's acceptance)."""
+"""The workflow on the real Slurm test cluster with a test-sized copy of profiles/slurm: each batch
+is one Slurm job (a task of the job array the profile asks for) that holds its GPU and runs its
+own servers, resumed after `scancel`, a failed shard failing its job while the rerun speaks only
+what is missing, the plan of a dry run and the account check (issue 3's and issue 12's
+acceptance)."""
 
 import hashlib
+import json
 import re
 import subprocess
 import time
@@ -12,31 +15,37 @@ import pytest
 import yaml
 
 from fishflow import atomic
+from fishflow.layout import Layout
 from fishflow.planning.plan import Plan
 from tests.e2e.conftest import TEXTS
-from tests.e2e.test_replicas import requests_per_replica
+from tests.helpers import REPO
+from tests.slurm.conftest import sbatch_calls, submitted
 from tests.workflow_runner import Project, assert_ok, kill_group
 
 pytestmark = pytest.mark.slurm
 
-SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+)")
 STARTING = re.compile(
-    r"fishflow: \[r0\] starting \w+ server on (\S+):\d+ .*\(Slurm job (\d+), CUDA"
+    r"\[(r\d)\] starting demo server on (\S+):\d+ in (\S+) \(CUDA_VISIBLE_DEVICES=(\w+)\)"
 )
-PINNED = re.compile(r"\[(r\d)\] starting .*\(Slurm job (\d+), CUDA_VISIBLE_DEVICES=(\w+)\)")
-USING = re.compile(r"using servers on (\S+) \(launcher pid (\d+), Slurm job (\d+)\)")
-# 2 languages x 2 voices x 2 shards: one batch (Slurm job) per language, both running at once on
-# the two fake GPUs. Small: each process a job starts costs seconds on the 2-core test node.
+# 2 languages x 2 voices x 2 shards of 2 items, 2 shards per job (one per voice): four batches
+# (Slurm jobs) for the two fake GPUs.
+# Small: each process a job starts costs seconds on the 2-core test node.
 TEXTS4 = {lang: rows[:4] for lang, rows in TEXTS.items()}
-BATCHED = {"shard_size": 2, "shards_per_job": 4}
-
-
-def submitted(result) -> list[str]:
-    return SUBMITTED.findall(result.stdout)
+BATCHED = {"shard_size": 2, "shards_per_job": 2}
 
 
 def requested(project) -> Counter:
     return Counter((r["reference_id"], r["text"]) for r in project.tts_requests())
+
+
+def requests_per_replica(project) -> Counter:
+    """Replica folder name (r0, r1, ...) -> TTS requests its demo server answered."""
+    return Counter(
+        log.parent.name
+        for log in (project.out / "work" / "servers").rglob("requests.jsonl")
+        for r in atomic.read_jsonl(log)
+        if r["path"] == "/v1/tts"
+    )
 
 
 def journaled(project) -> list[dict]:
@@ -62,44 +71,72 @@ def untimed(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "generation_s"} for r in records]
 
 
-def test_batches_run_as_gpu_jobs_with_their_server_and_match_a_local_run(
+def servers_record(project, key) -> dict:
+    return json.loads(Layout(project.out).servers_record(*key).read_text())
+
+
+def local_twin(project, tmp_path) -> Project:
+    """The same config run locally (profiles/default), for the audio to compare with."""
+    local = Project(
+        tmp_path / "local", {**project.config, "output_dir": str(tmp_path / "local/out")}
+    )
+    local.root.mkdir()
+    assert_ok(local.run())
+    return local
+
+
+def test_each_batch_is_one_gpu_slurm_job_running_its_servers_and_matches_a_local_run(
     slurm_project, slurm_cluster, tmp_path
 ):
     project = slurm_project(TEXTS4, **BATCHED)
-    result = project.run(timeout=240)
+    result = project.run(timeout=300)
     assert_ok(result)
     plan = Plan(project.config)
-    batch_of = {key: plan.batch(*key) for key in plan.shard_keys()}
-    batches = sorted(set(batch_of.values()))
-    jobs = submitted(result)
-    assert len(jobs) == len(batches) == 2
+    batches = plan.batch_keys()
+    jobs = submitted(result.stdout)
+    assert len(jobs) == len(batches) == 4
+    # The profile's job array: one sbatch call for the four ready batches.
+    assert sbatch_calls(result.stdout) == 1, result.stdout[-5000:]
 
-    # Slurm ran exactly the submitted jobs, each with a GPU.
+    # Slurm ran exactly the submitted jobs, each with a GPU of its own allocation.
     records = project.slurm_jobs()
     assert sorted(records) == sorted(jobs)
     for record in records.values():
         assert record["State"] == "COMPLETED", record
         assert "gres/gpu=1" in record["AllocTRES"].split(","), record
         assert record["NodeList"] == slurm_cluster.node
+    by_raw_id = {record["JobIDRaw"]: record for record in records.values()}
 
-    # One server start per batch, each in its own job; `host, pid, job` identify that server.
-    servers = {}
-    for batch in batches:
-        [(host, job)] = STARTING.findall((project.out / "logs/server" / f"{batch}.log").read_text())
-        [workdir] = (project.out / "work/servers").glob(f"{batch}-*")
-        servers[batch] = (host, workdir.name.rsplit("-", 1)[1], job)
-    assert sorted(job for _, _, job in servers.values()) == sorted(jobs)
-    assert {host for host, _, _ in servers.values()} == {slurm_cluster.node}
+    # Each batch ran in one Slurm job of its own, which started its one server replica on the
+    # GPU Slurm gave it; that server answered every request of the batch's items, once each.
+    batch_jobs = []
+    for key in batches:
+        record = servers_record(project, key)
+        assert record["slurm_job_id"] in by_raw_id, (key, record)
+        assert record["host"] == slurm_cluster.node
+        assert record["servers"]["replicas"] == 1
+        [(tag, host, workdir, gpu)] = STARTING.findall(
+            Layout(project.out).speak_log(*key).read_text()
+        )
+        assert (tag, host, gpu) == (
+            "r0",
+            slurm_cluster.node,
+            record["servers"]["cuda_visible_devices"],
+        )
+        assert gpu in {"0", "1"}
+        home = Layout(project.out).server_home(*key, host, record["pid"])
+        assert workdir == str(home.resolve() / "r0")
+        answered = Counter(
+            (r["reference_id"], r["text"])
+            for r in atomic.read_jsonl(home / "r0" / "requests.jsonl")
+            if r["path"] == "/v1/tts"
+        )
+        items = [item for shard in plan.batch(*key).shards for item in shard.items]
+        assert answered == Counter((item.voice, item.text) for item in items), key
+        batch_jobs.append(record["slurm_job_id"])
+    assert sorted(batch_jobs) == sorted(by_raw_id)
 
-    # Each shard was generated inside its batch's job, by that job's server.
-    for (lang, voice, shard), batch in batch_of.items():
-        log = (project.out / "logs/generate" / lang / voice / f"{shard}.log").read_text()
-        assert USING.findall(log) == [servers[batch]], (lang, voice, shard)
-
-    local_out = str(tmp_path / "local" / "out")
-    local = Project(tmp_path / "local", {**project.config, "output_dir": local_out})
-    local.root.mkdir()
-    assert_ok(local.run())
+    local = local_twin(project, tmp_path)
     assert digests(project) == digests(local)
     assert len(digests(project)) == 16
     for lang in TEXTS:
@@ -111,35 +148,38 @@ def test_batches_run_as_gpu_jobs_with_their_server_and_match_a_local_run(
 def test_a_job_given_two_gpus_runs_a_pinned_replica_on_each_with_the_audio_of_one(
     slurm_project, slurm_profile, tmp_path
 ):
-    project = slurm_project(TEXTS4, shard_size=2, shards_per_job=8)  # one batch, one job
+    # One language x voice in one batch: a single batch goes in as a plain job, not an array.
+    project = slurm_project({"en": TEXTS["en"]}, voices=("alice",), shard_size=2, shards_per_job=8)
+    project.config["server"]["demo"].update(latency_s=0.5)
     profile = yaml.safe_load((slurm_profile / "config.yaml").read_text())
-    profile["set-resources"]["server"]["gpu"] = 2
+    profile["set-resources"]["speak"]["gpu"] = 2
     project.profile = tmp_path / "two-gpus"
     project.profile.mkdir()
     (project.profile / "config.yaml").write_text(yaml.safe_dump(profile))
     result = project.run(timeout=240)
     assert_ok(result)
-    [job] = submitted(result)
-    assert "gres/gpu=2" in project.slurm_jobs()[job]["AllocTRES"].split(",")
+    [job] = submitted(result.stdout)
+    record = project.slurm_jobs()[job]
+    assert "gres/gpu=2" in record["AllocTRES"].split(",")
 
-    [log] = (project.out / "logs/server").glob("*.log")
-    pinned = PINNED.findall(log.read_text())
-    assert sorted(pinned) == [("r0", job, "0"), ("r1", job, "1")], log.read_text()
+    [key] = Plan(project.config).batch_keys()
+    servers = servers_record(project, key)
+    assert servers["slurm_job_id"] == record["JobIDRaw"]
+    assert servers["servers"]["replicas"] == 2
+    log = Layout(project.out).speak_log(*key).read_text()
+    pinned = sorted((tag, gpu) for tag, _, _, gpu in STARTING.findall(log))
+    assert pinned == [("r0", "0"), ("r1", "1")], log
     assert set(requests_per_replica(project)) == {"r0", "r1"}
-    assert set(requested(project).values()) == {1} and len(requested(project)) == 16
+    assert set(requested(project).values()) == {1} and len(requested(project)) == 5
 
-    local = Project(
-        tmp_path / "local", {**project.config, "output_dir": str(tmp_path / "local/out")}
-    )
-    local.root.mkdir()
-    assert_ok(local.run())
-    assert digests(project) == digests(local) and len(digests(local)) == 16
+    local = local_twin(project, tmp_path)
+    assert digests(project) == digests(local) and len(digests(local)) == 5
 
 
 def test_cancelled_job_resumes_without_redoing_finished_items(slurm_project):
-    # One job: two shards of 5 items, slow enough to cancel mid-shard.
-    project = slurm_project({"en": TEXTS["en"]}, shard_size=5, shards_per_job=2)
-    project.config["server"]["demo"] = {"latency_s": 0.5}
+    # One batch, one job: two shards (3 + 2 items), slow enough to cancel mid-batch.
+    project = slurm_project({"en": TEXTS["en"]}, voices=("alice",), shard_size=3, shards_per_job=2)
+    project.config["server"]["demo"].update(latency_s=1.0)
     process = project.start()
     try:
         wait_for(lambda: journaled(project), "journaled item")
@@ -153,14 +193,14 @@ def test_cancelled_job_resumes_without_redoing_finished_items(slurm_project):
     wait_for(lambda: not project.queued_jobs(), "end of the cancelled job")
     before = requested(project)  # its server is gone: the request log is final
     finished = {(r["voice"], r["text"]) for r in journaled(project)}
-    assert 1 <= len(finished) < 10
+    assert 1 <= len(finished) < 5
 
     assert_ok(project.run("--unlock"))
-    project.config["server"]["demo"] = {"latency_s": 0}
+    project.config["server"]["demo"].update(latency_s=0)
     result = project.run(timeout=180)
     assert_ok(result)
-    assert len(submitted(result)) == 1
-    everything = {(voice, row["text"]) for voice in ("alice", "bob") for row in TEXTS["en"]}
+    assert len(submitted(result.stdout)) == 1
+    everything = {("alice", row["text"]) for row in TEXTS["en"]}
     counts, after = requested(project), requested(project) - before
     assert all(counts[item] == 1 for item in finished)
     assert set(after) == everything - finished and all(n == 1 for n in after.values())
@@ -168,30 +208,39 @@ def test_cancelled_job_resumes_without_redoing_finished_items(slurm_project):
     assert sorted((r["voice"], r["text"]) for r in metadata) == sorted(everything)
 
 
-def test_failed_shard_fails_alone_and_reruns_as_one_job(slurm_project):
-    # One voice, so one shard fails: de/alice and en/alice, one job each; en/alice/00001 holds
-    # the question.
+def test_failing_shard_fails_its_slurm_job_and_the_rerun_speaks_only_what_is_missing(
+    slurm_project,
+):
+    # One voice: two batches (de, en) of two shards each, in one array. The question is in
+    # en/alice/00001; its sibling en/alice/00000 finishes and is journaled.
     project = slurm_project(TEXTS4, voices=("alice",), shard_size=2, shards_per_job=2)
-    project.config["server"]["demo"] = {"fail_pattern": "^Is this a question"}
-    first = project.run(timeout=180)
+    project.config["server"]["demo"].update(fail_pattern="^Is this a question")
+    first = project.run(timeout=300)
     assert first.returncode != 0
-    assert len(submitted(first)) == 2
-    validated = project.out / "work/validated"
-    assert sorted(str(p.relative_to(validated)) for p in validated.rglob("*.jsonl")) == [
-        "de/alice/00000.jsonl",
-        "de/alice/00001.jsonl",
-        "en/alice/00000.jsonl",
-    ]
-    assert not (project.out / "work/generated/en/alice/00001.json").exists()
+    layout = Layout(project.out)
+    de, en = ("de", "b00000"), ("en", "b00000")
+
+    # The en batch's Slurm job failed (each of the profile's retries too), naming the shard;
+    # the de batch's job completed.
+    jobs = project.slurm_jobs()
+    assert sorted(jobs) == sorted(submitted(first.stdout))
+    states = Counter(record["State"] for record in jobs.values())
+    assert states["COMPLETED"] == 1 and states["FAILED"] == len(jobs) - 1 >= 1, jobs
+    log = layout.speak_log(*en).read_text()
+    assert "shard en/alice/00001:" in log and "shard en/alice/00000" not in log, log
+    assert layout.batch_record(*de).exists() and not layout.batch_record(*en).exists()
+    assert {r["text"] for r in atomic.read_jsonl(layout.journal("en", "alice", "00000"))} == {
+        row["text"] for row in TEXTS4["en"][:2]
+    }
     assert (project.out / "metadata_de.jsonl").exists()
     assert not (project.out / "metadata_en.jsonl").exists()
-    before, jobs_before = requested(project), set(project.slurm_jobs())
+    before, jobs_before = requested(project), set(jobs)
 
-    project.config["server"]["demo"] = {"fail_pattern": None}
+    project.config["server"]["demo"].update(fail_pattern=None)
     second = project.run(timeout=180)
     assert_ok(second)
     new_jobs = set(project.slurm_jobs()) - jobs_before
-    assert sorted(submitted(second)) == sorted(new_jobs) and len(new_jobs) == 1
+    assert sorted(submitted(second.stdout)) == sorted(new_jobs) and len(new_jobs) == 1
     assert requested(project) - before == Counter({("alice", "Is this a question?"): 1})
     assert len(project.manifest("metadata", "en")) == 4
 
@@ -202,12 +251,12 @@ def test_dry_run_prints_plan_and_submits_nothing(slurm_project):
     )
     result = project.run("-n")
     assert_ok(result)
-    # 16 items x 36 s + 2 server starts x 360 s = 0.36 GPU-hours
+    # 16 items x 36 s + 4 server starts x 360 s = 0.56 GPU-hours
     assert (
-        "fishflow plan: generation jobs (one server start each, one Slurm job on a cluster): "
-        "2 of up to 4 shards; estimated GPU-hours: 0.36"
+        "fishflow plan: generation jobs with work (one server start each, one Slurm job on a "
+        "cluster): 4 of up to 1 shard(s) per voice; estimated GPU-hours: 0.56"
     ) in result.stdout
-    assert not submitted(result)
+    assert not submitted(result.stdout)
     assert project.slurm_jobs() == {}
 
 
@@ -218,3 +267,14 @@ def test_planning_without_account_names_the_variable(slurm_project):
     assert result.returncode != 0
     assert "needs FISHFLOW_SLURM_ACCOUNT in the environment" in result.stdout
     assert "fishflow plan:" not in result.stdout
+
+
+def test_profile_hands_every_ready_batch_to_the_job_array_at_once():
+    """snakemake-executor-plugin-slurm 2.8.0 never submits array jobs it was handed fewer of
+    than remain ready (seen on this cluster: --jobs 2 and 5 ready jobs of an array rule hang with
+    nothing submitted), so the profile must not cap the jobs Snakemake hands over."""
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["slurm-array-jobs"] == "speak"
+    assert profile["jobs"] == "unlimited"
+    max_jobs, _, span = profile["max-jobs-per-timespan"].partition("/")
+    assert int(max_jobs) >= 100_000 and span == "1s"

@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fishflow.serving.launcher import die_with_parent, free_loopback_port
+from fishflow.serving.replicas import die_with_parent, free_loopback_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPE_DIR = Path(__file__).with_name("fish_speech")
@@ -466,7 +466,7 @@ def run_server(
             env=install.environment(),
             start_new_session=True,
             # SIGTERM if the test process dies without a teardown.
-            preexec_fn=functools.partial(die_with_parent, signal.SIGTERM),
+            preexec_fn=functools.partial(die_with_parent, os.getpid(), signal.SIGTERM),
         )
     try:
         url = f"http://127.0.0.1:{port}"

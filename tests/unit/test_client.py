@@ -7,7 +7,7 @@ import pytest
 
 from fishflow.errors import PermanentError, TransientError
 from fishflow.serving.client import FishSpeechClient, with_retries
-from fishflow.serving.launcher import free_loopback_port
+from fishflow.serving.replicas import free_loopback_port
 
 
 class Canned(http.server.BaseHTTPRequestHandler):

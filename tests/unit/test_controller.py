@@ -1,5 +1,6 @@
-"""The controller's pure parts: its record, the log it reads job ids from, its command line and
-its refusal of settings that leave no time to stop."""
+"""The controller's pure parts: its record, the log it reads job ids from (single jobs and job
+arrays), its command line, its refusal of settings that leave no time to stop, and the rows of
+`fishflow status` (items and batches)."""
 
 from pathlib import Path
 
@@ -8,7 +9,10 @@ import pytest
 from fishflow import cli
 from fishflow.cluster import controller, run_state, status
 from fishflow.errors import FishflowError
+from fishflow.layout import Layout
 from fishflow.planning.config import merged
+from fishflow.planning.plan import Plan
+from tests.helpers import make_config
 
 LOG = """\
 SLURM run ID: 1111-aaaa
@@ -16,6 +20,7 @@ Job 2c63 has been submitted with SLURM jobid 158 (log: /x/158.log).
 fishflow controller 2026-11-22 04:41:15: requeued: time limit near (SIGUSR2)
 SLURM run ID: 2222-bbbb
 Job 9e93 has been submitted with SLURM jobid 161 (log: /x/161.log).
+Submitted array job with Snakemake IDs 3,5,4 and SLURM job ID 162. The individual task IDs are 1-3.
 """
 
 
@@ -23,7 +28,10 @@ def test_runs_and_jobs_are_read_from_the_controller_log(tmp_path):
     log = tmp_path / "snakemake.log"
     assert run_state.submitted(log) == ([], [])
     log.write_text(LOG)
-    assert run_state.submitted(log) == (["1111-aaaa", "2222-bbbb"], ["158", "161"])
+    assert run_state.submitted(log) == (
+        ["1111-aaaa", "2222-bbbb"],
+        ["158", "161", "162"],
+    )
 
 
 def test_record_updates_merge_and_a_torn_record_is_named(tmp_path):
@@ -78,3 +86,15 @@ def test_submit_without_account_names_flag_and_variable(tmp_path, monkeypatch, c
 
 def test_table_aligns_columns():
     assert status.table(("a", "bb"), [("xxx", 1)]) == "a    bb\nxxx  1"
+
+
+def test_status_rows_count_items_and_finished_batches(tmp_path):
+    texts = {"en": [{"id": f"en{i}", "text": f"Sentence {i}."} for i in range(5)]}
+    plan = Plan(make_config(tmp_path, texts, voices=("alice",), shard_size=1, shards_per_job=2))
+    assert [key[1] for key in plan.batch_keys()] == ["b00000", "b00001", "b00002"]
+    assert status.progress_rows(plan) == [("en", "alice", "0/5", 0)]
+    assert status.batches_finished(plan) == "en 0/3"
+    record = Layout(plan.out).batch_record("en", "b00001")
+    record.parent.mkdir(parents=True)
+    record.write_text("{}\n")
+    assert status.batches_finished(plan) == "en 1/3"

@@ -20,7 +20,7 @@ import requests
 import soundfile as sf
 
 from fishflow.serving.demo_server import N_SLOTS, SAMPLES_PER_TOKEN, assign_slots, home_slot
-from fishflow.serving.launcher import free_loopback_port
+from fishflow.serving.replicas import free_loopback_port
 
 TIMEOUT = 20
 TEXTS = {

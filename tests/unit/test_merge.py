@@ -2,6 +2,7 @@ import json
 
 from fishflow import atomic
 from fishflow.merging.merge import merge_language, summarize
+from fishflow.records import METADATA_FIELDS
 
 
 def ok(i, voice):
@@ -35,19 +36,27 @@ def failed(i, voice, reason="http_error"):
         "reason": reason,
         "last_error": "boom",
         "attempts": 3,
+        "seed": 5,
+        "backend": "demo",
         "fingerprint": "f",
     }
 
 
+def shard(voice, name, *items):
+    return {"lang": "en", "voice": voice, "shard": name, "fingerprint": "s", "items": list(items)}
+
+
 def test_manifests_keep_plan_order_and_split_failures(tmp_path):
-    shard_a = tmp_path / "a.jsonl"
-    shard_b = tmp_path / "b.jsonl"
-    atomic.write_jsonl(shard_a, [ok(0, "v1"), failed(1, "v1")])
-    atomic.write_jsonl(shard_b, [ok(2, "v2")])
-    merge_language([shard_a, shard_b], tmp_path / "metadata_en.jsonl", tmp_path / "failed_en.jsonl")
+    batch_a = tmp_path / "a.jsonl"
+    batch_b = tmp_path / "b.jsonl"
+    atomic.write_jsonl(batch_a, [shard("v1", "00000", ok(0, "v1"), failed(1, "v1"))])
+    atomic.write_jsonl(batch_b, [shard("v2", "00000", ok(2, "v2"))])
+    merge_language([batch_a, batch_b], tmp_path / "metadata_en.jsonl", tmp_path / "failed_en.jsonl")
     metadata = atomic.read_jsonl(tmp_path / "metadata_en.jsonl")
     assert [r["id"] for r in metadata] == ["i0", "i2"]
     assert "fingerprint" not in metadata[0] and metadata[0]["sha256"] == "ab"
+    # The released manifest fields, each line's keys sorted as before.
+    assert list(metadata[0]) == sorted(METADATA_FIELDS)
     assert atomic.read_jsonl(tmp_path / "failed_en.jsonl") == [
         {
             "id": "i1",

@@ -96,6 +96,56 @@ def test_appending_rows_changes_only_the_last_shard(tmp_path):
     assert len(after.shard_keys()) == len(before.shard_keys())
 
 
+def test_a_batch_is_the_same_shard_numbers_in_every_voice_of_a_language(tmp_path):
+    rows = {"en": [{"id": f"e{i}", "text": f"Sentence {i}."} for i in range(9)]}
+    plan = Plan(make_config(tmp_path, rows, shard_size=2, shards_per_job=4))
+    assert plan.batch_span == 2  # 4 shards per job over 2 voices
+    assert plan.batch_keys() == [("en", "b00000"), ("en", "b00001"), ("en", "b00002")]
+    assert plan.batch_shards("en", "b00001") == [
+        ("alice", "00002"),
+        ("alice", "00003"),
+        ("bob", "00002"),
+        ("bob", "00003"),
+    ]
+    assert plan.batch_shards("en", "b00002") == [("alice", "00004"), ("bob", "00004")]
+    assert plan.batch_of("00003") == "b00001"
+    batch = plan.batch("en", "b00001")
+    assert [(shard.voice, shard.name) for shard in batch.shards] == plan.batch_shards(
+        "en", "b00001"
+    )
+    assert [ref["id"] for ref in batch.references] == ["alice", "bob"]
+    for shard in batch.shards:
+        assert shard.fingerprint == plan.shard_fingerprint("en", shard.voice, shard.name)
+
+
+def test_appending_rows_reruns_at_most_the_last_batch_of_each_language_and_voice(tmp_path):
+    rows = [{"id": f"e{i}", "text": f"Sentence {i}."} for i in range(9)]
+    settings = {"shard_size": 2, "shards_per_job": 4, "voice_assignment": "row"}
+    # Row assignment: alice has 5 rows (3 shards), bob 4 (2 shards, the last one full).
+    assigned = [{**row, "voice": "alice" if i % 2 == 0 else "bob"} for i, row in enumerate(rows)]
+    before = Plan(make_config(tmp_path, {"en": assigned}, **settings))
+    extra = [{"id": "e9", "text": "Sentence 9.", "voice": "bob"}]
+    after = Plan(make_config(tmp_path, {"en": assigned + extra}, **settings))
+    changed = {
+        key
+        for key in before.batch_keys()
+        if before.batch_fingerprint(*key) != after.batch_fingerprint(*key)
+    }
+    # bob's new row opens his shard 00002, in batch b00001 beside alice's last shard.
+    assert changed == {("en", "b00001")}
+    assert after.batch_keys() == before.batch_keys()
+    more = assigned + [{"id": f"x{i}", "text": "More.", "voice": "alice"} for i in range(5)]
+    grown = Plan(make_config(tmp_path, {"en": more}, **settings))
+    changed = {
+        key
+        for key in before.batch_keys()
+        if before.batch_fingerprint(*key) != grown.batch_fingerprint(*key)
+    }
+    # alice's last shard fills up, two more follow: 00003 in b00001, 00004 opens b00002.
+    assert changed == {("en", "b00001")}
+    assert set(grown.batch_keys()) - set(before.batch_keys()) == {("en", "b00002")}
+
+
 def test_item_seeds_are_deterministic_and_distinct():
     assert item_seed(42, "en", "a", "x") == item_seed(42, "en", "a", "x")
     seeds = {item_seed(42, "en", v, i, attempt) for v in "ab" for i in "xyz" for attempt in (0, 1)}

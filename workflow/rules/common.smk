@@ -1,18 +1,16 @@
-import json
-import shutil
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from fishflow import layout
-from fishflow.serving.checkpoints import checkpoint_files
-from fishflow.planning.config import validate_config
-from fishflow.errors import FishflowError
-from fishflow.planning.plan import Plan, Settings, Unstored
-from fishflow.planning.summary import summary_text
 from fishflow.cluster.resources import check_resources_expanded
+from fishflow.errors import FishflowError
+from fishflow.layout import Layout
+from fishflow.planning.config import validate_config
+from fishflow.planning.plan import Plan, Settings
+from fishflow.planning.summary import summary_text
+from fishflow.serving.checkpoints import checkpoint_files
 
 min_version("9.0")
 
@@ -25,16 +23,14 @@ try:
 except FishflowError as exc:
     raise WorkflowError(f"fishflow: {exc}") from None
 
-OUT = config["output_dir"]
+LAYOUT = Layout(config["output_dir"])
 SETTINGS = Settings(config)
-SERVERS = f"{OUT}/work/servers"
 FISH_SPEECH = config["server"]["fish_speech"]
+LANGUAGES = sorted(PLAN.rows)
 
 
 wildcard_constraints:
     lang=r"[a-z]{2,3}",
-    voice=r"[A-Za-z0-9][A-Za-z0-9_-]*",
-    shard=r"\d+",
     batch=r"b\d+",
 
 
@@ -46,16 +42,17 @@ def all_targets():
     return (
         language_manifests("metadata")
         + language_manifests("failed")
-        + [f"{OUT}/summary.json"]
-        + [f"{OUT}/report/{n}" for n in ("index.html", "report.json", "items.csv")]
+        + [str(LAYOUT.summary())]
+        + [
+            str(LAYOUT.report(name))
+            for name in ("index.html", "report.json", "items.csv")
+        ]
     )
 
 
-def endpoint_file(wildcards):
-    """The endpoint of the server of this shard's batch: one server start (one Slurm job, on
-    its own node) serves `shards_per_job` shards."""
-    batch = PLAN.batch(wildcards.lang, wildcards.voice, wildcards.shard)
-    return f"{SERVERS}/{batch}.endpoint.json"
+def language_manifests(kind):
+    manifest = LAYOUT.metadata if kind == "metadata" else LAYOUT.failed
+    return [str(manifest(lang)) for lang in LANGUAGES]
 
 
 def checkpoint_paths():
@@ -67,46 +64,30 @@ def checkpoint_inputs(wildcards):
 
 
 def checkpoint_provenance(wildcards):
-    """fish-speech servers start after the checkpoint rule. ancient: a rerun of that rule (say,
-    after the provenance file was deleted) must not restart servers and their shards."""
+    """fish-speech servers start after the model's files are provided. ancient: a rerun of
+    that rule (say, after the provenance file was deleted) must not restart any batch.
+    """
     if config["server"]["backend"] != "fish-speech":
         return []
-    return [ancient(f"{OUT}/provenance/checkpoint.json")]
+    return [ancient(str(LAYOUT.checkpoint_provenance()))]
 
 
-def server_spec(wildcards):
-    """Unstored: server settings (timeouts, flags, fault injection) must not resubmit batches;
-    what changes audio is in the shards' fingerprints."""
-    voices = [voice.spec() for voice in PLAN.voices.values()]
-    return Unstored(
-        json.dumps(
-            {"server": config["server"], "voices": voices, "servers_dir": SERVERS},
-            sort_keys=True,
-        )
-    )
+def batch_spec(wildcards):
+    return PLAN.batch(wildcards.lang, wildcards.batch)
 
 
-def shard_spec(wildcards):
-    return PLAN.shard(wildcards.lang, wildcards.voice, wildcards.shard)
+def batch_fingerprint(wildcards):
+    return PLAN.batch_fingerprint(wildcards.lang, wildcards.batch)
 
 
-def shard_fingerprint(wildcards):
-    return PLAN.shard_fingerprint(wildcards.lang, wildcards.voice, wildcards.shard)
-
-
-def validated_shards(wildcards):
+def batch_records(wildcards):
+    """A language's batch records."""
     return [
-        f"{OUT}/work/validated/{lang}/{voice}/{shard}.jsonl"
-        for lang, voice, shard in PLAN.shard_keys()
+        str(LAYOUT.batch_record(lang, batch))
+        for lang, batch in PLAN.batch_keys()
         if lang == wildcards.lang
     ]
 
 
-def language_manifests(kind):
-    return [f"{OUT}/{kind}_{lang}.jsonl" for lang in sorted(PLAN.rows)]
-
-
-onstart:
-    # A server endpoint left by an earlier, killed run must not be mistaken for this run's.
-    for stale in Path(SERVERS).glob("*.endpoint.json"):
-        stale.unlink()
+def servers_records(wildcards):
+    return [str(LAYOUT.servers_record(*key)) for key in PLAN.batch_keys()]

@@ -1,16 +1,13 @@
 rule merge:
     input:
-        validated_shards,
+        batch_records,
     output:
-        metadata=f"{OUT}/metadata_{{lang}}.jsonl",
-        failed=f"{OUT}/failed_{{lang}}.jsonl",
+        metadata=str(LAYOUT.metadata("{lang}")),
+        failed=str(LAYOUT.failed("{lang}")),
     log:
-        f"{OUT}/logs/merge/{{lang}}.log",
+        str(LAYOUT.log("merge/{lang}")),
     conda:
         "../../envs/fishflow.yaml"
-    params:
-        # Dropped rows shrink the set of shards without touching any mtime.
-        shards=validated_shards,
     script:
         "../scripts/merge.py"
 
@@ -20,9 +17,9 @@ rule summary:
         metadata=language_manifests("metadata"),
         failed=language_manifests("failed"),
     output:
-        f"{OUT}/summary.json",
+        str(LAYOUT.summary()),
     log:
-        f"{OUT}/logs/summary.log",
+        str(LAYOUT.log("summary")),
     conda:
         "../../envs/fishflow.yaml"
     script:

@@ -1,35 +1,36 @@
-# The benchmark report: figures per language × voice, plots, samples and provenance, from the
-# manifests and the server and generation logs. Also registered for `snakemake --report`.
-localrules:
-    report,
-
-
+# The benchmark report: figures per language x voice, plots, samples and provenance, from the
+# manifests and the generation jobs' servers records. Also registered for `snakemake --report`.
 rule report:
     input:
         metadata=language_manifests("metadata"),
         failed=language_manifests("failed"),
-        summary=f"{OUT}/summary.json",
+        summary=str(LAYOUT.summary()),
+        servers=servers_records,
+        checkpoint=checkpoint_provenance,
+        # Hashed into the report's provenance.
+        texts=list(config["inputs"].values()),
+        references=[voice["audio"] for voice in config["voices"].values()],
     output:
         html=report(
-            f"{OUT}/report/index.html",
+            str(LAYOUT.report("index.html")),
             caption="../report/index.rst",
             category="Benchmark report",
         ),
         json=report(
-            f"{OUT}/report/report.json",
+            str(LAYOUT.report("report.json")),
             caption="../report/report_json.rst",
             category="Benchmark report",
         ),
         csv=report(
-            f"{OUT}/report/items.csv",
+            str(LAYOUT.report("items.csv")),
             caption="../report/items_csv.rst",
             category="Benchmark report",
         ),
     log:
-        f"{OUT}/logs/report.log",
+        str(LAYOUT.log("report")),
     conda:
         "../../envs/fishflow.yaml"
     params:
-        languages=sorted(PLAN.rows),
+        settings=SETTINGS,
     script:
         "../scripts/report.py"

@@ -1,15 +1,21 @@
 from pathlib import Path
 
 from fishflow import rulekit
-from fishflow.report import write_report
+from fishflow.report import ReportInputs, write_report
 
 rulekit.run(
     snakemake,
     lambda: write_report(
-        # index.html is <out>/report/index.html
-        Path(snakemake.output.html).parents[1],
-        snakemake.params.languages,
-        snakemake.config,
-        Path(snakemake.output.html).parent,
+        ReportInputs(
+            metadata=[Path(path) for path in snakemake.input.metadata],
+            failed=[Path(path) for path in snakemake.input.failed],
+            summary=Path(snakemake.input.summary),
+            servers=[Path(path) for path in snakemake.input.servers],
+            checkpoint=Path(snakemake.input.checkpoint[0]) if snakemake.input.checkpoint else None,
+        ),
+        snakemake.params.settings.config,
+        html=Path(snakemake.output.html),
+        json=Path(snakemake.output.json),
+        csv=Path(snakemake.output.csv),
     ),
 )

@@ -25,6 +25,7 @@ from submitit.core.utils import UncompletedJobError
 
 from fishflow.cluster import run_state, slurm_jobs
 from fishflow.errors import FishflowError
+from fishflow.layout import Layout
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 # Left between the end of Snakemake's drain and the time limit, for the requeue itself.
@@ -46,15 +47,13 @@ class JobSettings:
     mem_mb: int = 4000
     stop_s: int = 300
     max_requeues: int = 10
-    reruns: int = 1
 
 
 class Controller(submitit.helpers.Checkpointable):
     """Runs `command` (snakemake) in `cwd` inside the controller job; see the module doc."""
 
-    def __init__(self, out: Path, command: list[str], cwd: Path, drain_s: float, reruns: int):
+    def __init__(self, out: Path, command: list[str], cwd: Path, drain_s: float):
         self.out, self.command, self.cwd, self.drain_s = Path(out), command, Path(cwd), drain_s
-        self.reruns = reruns
         self._process: subprocess.Popen | None = None
         self._finished_work = False
 
@@ -75,13 +74,6 @@ class Controller(submitit.helpers.Checkpointable):
                 self._note("removing the lock left by the previous Snakemake (snakemake --unlock)")
                 self._run([*self.command, "--unlock"])
             code = self._run(self.command)
-            for rerun in range(1, self.reruns + 1):
-                if code == 0:
-                    break
-                # A shard recorded as incomplete fails its `validate` once, which deletes the
-                # record: only the next Snakemake run regenerates it (see README, design notes).
-                self._note(f"snakemake exited {code}; rerun {rerun} of {self.reruns}")
-                code = self._run(self.command)
         except KeyboardInterrupt:
             # Slurm gave Snakemake the same SIGINT: a second one would interrupt its scancel.
             how = self._stop_snakemake(signal.SIGINT, CANCEL_WAIT_S, send=False)
@@ -197,7 +189,7 @@ def snakemake_command(out: Path, profile: Path, configfiles: list[Path], extra: 
         "--configfile",
         *map(str, configfiles),
         "--slurm-logdir",
-        str(Path(out) / "logs" / "slurm"),
+        str(Layout(out).slurm_logs()),
         *extra,
     ]
 
@@ -216,7 +208,7 @@ def submit(out: Path, command: list[str], cwd: Path, settings: JobSettings) -> s
     if settings.stop_s >= settings.time_min * 60:
         raise FishflowError(f"--stop-s {settings.stop_s}: must be shorter than --time")
     executor = submitit.SlurmExecutor(
-        folder=out / run_state.SUBMITIT_RELPATH, max_num_timeout=settings.max_requeues
+        folder=Layout(out).submitit_folder(), max_num_timeout=settings.max_requeues
     )
     executor.update_parameters(
         job_name=f"fishflow-controller-{out.name}",
@@ -229,9 +221,7 @@ def submit(out: Path, command: list[str], cwd: Path, settings: JobSettings) -> s
         stderr_to_stdout=True,
         additional_parameters={"requeue": True},
     )
-    controller = Controller(
-        out, command, cwd, drain_s=settings.stop_s - REQUEUE_MARGIN_S, reruns=settings.reruns
-    )
+    controller = Controller(out, command, cwd, drain_s=settings.stop_s - REQUEUE_MARGIN_S)
     job = executor.submit(controller)
     run_state.update(
         out,

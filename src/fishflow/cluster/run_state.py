@@ -13,17 +13,19 @@ import re
 from pathlib import Path
 
 from fishflow import atomic
+from fishflow.layout import Layout
 
-STATE_RELPATH = "work/controller.json"
-LOG_RELPATH = "logs/controller/snakemake.log"
-SUBMITIT_RELPATH = "logs/controller/submitit"
 # Printed by snakemake-executor-plugin-slurm; it names every job of a run after the run id.
 RUN_ID = re.compile(r"SLURM run ID: (\S+)")
-SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+)")
+# A single job, or a job array (the profile's `slurm-array-jobs`): one id per sbatch call.
+SUBMITTED = re.compile(
+    r"(?:submitted with SLURM jobid|Submitted array job with Snakemake IDs \S+ and SLURM job ID) "
+    r"(\d+)"
+)
 
 
 def state_path(out: Path) -> Path:
-    return Path(out) / STATE_RELPATH
+    return Layout(out).controller_state()
 
 
 def load(out: Path) -> dict | None:
@@ -44,7 +46,7 @@ def update(out: Path, **changes) -> dict:
 
 
 def log_path(out: Path) -> Path:
-    return Path(out) / LOG_RELPATH
+    return Layout(out).controller_log()
 
 
 def submitted(log: Path) -> tuple[list[str], list[str]]:

@@ -30,7 +30,8 @@ def queued(*, names: Iterable[str] = (), ids: Iterable[str] = ()) -> dict[str, s
     if not names and not ids:
         return {}
     # All of the user's jobs, filtered here: `squeue -j` fails for ids that have left the system.
-    lines = _call("squeue", "--me", "-h", "-o", "%i|%T|%j").splitlines()
+    # -r: a job array's tasks one by one ("12_3"), pending ones too, not folded into "12_[3-9]".
+    lines = _call("squeue", "--me", "-r", "-h", "-o", "%i|%T|%j").splitlines()
     jobs = (line.split("|", 2) for line in lines if line)
     return {job: state for job, state, name in jobs if job in ids or name in names}
 

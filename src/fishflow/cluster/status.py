@@ -8,12 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from fishflow import atomic, layout
 from fishflow.cluster import run_state, slurm_jobs
 from fishflow.errors import ConfigError, FishflowError
+from fishflow.layout import Layout
 from fishflow.planning.config import merged, validate_config
 from fishflow.planning.plan import Plan
-from fishflow.planning.summary import todo_by_shard
+from fishflow.planning.summary import shard_progress
 
 
 def merged_config(configfiles: list[str]) -> dict:
@@ -39,30 +39,27 @@ def configfiles(command: list[str]) -> list[str]:
 
 
 def progress_rows(plan: Plan) -> list[tuple]:
-    """Per language and voice: items spoken, failed and planned; shards validated and planned."""
-    todo = todo_by_shard(plan)
+    """Per language and voice: items done, failed and planned."""
+    progress = shard_progress(plan)
     rows = []
     for lang in sorted(plan.rows):
         for voice in sorted(plan.voices):
-            keys = [k for k in todo if k[:2] == (lang, voice)]
-            if not keys:
-                continue
-            total = sum(len(plan.shard_rows(*k)) for k in keys)
-            validated = sum(
-                (plan.out / "work/validated" / lang / voice / f"{k[2]}.jsonl").exists()
-                for k in keys
-            )
-            failed = sum(_failed_items(plan.out / layout.progress_relpath(*k)) for k in keys)
-            done = total - sum(todo[k] for k in keys)
-            rows.append((lang, voice, f"{done}/{total}", failed, f"{validated}/{len(keys)}"))
+            shards = [p for key, p in progress.items() if key[:2] == (lang, voice)]
+            if shards:
+                done = sum(shard.done for shard in shards)
+                total = sum(shard.total for shard in shards)
+                rows.append((lang, voice, f"{done}/{total}", sum(s.failed for s in shards)))
     return rows
 
 
-def _failed_items(journal: Path) -> int:
-    if not journal.exists():
-        return 0
-    last = {r["id"]: r["status"] for r in atomic.read_jsonl(journal)}
-    return sum(status == "failed" for status in last.values())
+def batches_finished(plan: Plan) -> str:
+    """Per language: generation jobs (batches) whose record is written, of those planned."""
+    layout = Layout(plan.out)
+    counts = {lang: [0, 0] for lang in sorted(plan.rows)}
+    for lang, batch in plan.batch_keys():
+        counts[lang][0] += layout.batch_record(lang, batch).exists()
+        counts[lang][1] += 1
+    return ", ".join(f"{lang} {done}/{total}" for lang, (done, total) in counts.items())
 
 
 def table(header: tuple, rows: list[tuple]) -> str:
@@ -98,6 +95,11 @@ def status_text(out: Path) -> str:
     # Relative paths in the config are relative to where the controller runs snakemake.
     with contextlib.chdir(state["cwd"]):
         plan = Plan(merged_config(configfiles(state["command"])))
-    header = ("lang", "voice", "items done", "items failed", "shards validated")
-    lines += ["", table(header, progress_rows(plan))]
+    header = ("lang", "voice", "items done", "items failed")
+    lines += [
+        "",
+        table(header, progress_rows(plan)),
+        "",
+        f"generation jobs (batches) finished: {batches_finished(plan)}",
+    ]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Per-language manifests and the run summary, merged from validated shard records."""
+"""Per-language manifests and the run summary, merged from the batches' shard records."""
 
 from __future__ import annotations
 
@@ -6,39 +6,19 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from fishflow import atomic
-
-METADATA_FIELDS = (
-    "id",
-    "lang",
-    "voice",
-    "text",
-    "path",
-    "duration_s",
-    "sample_rate",
-    "bytes",
-    "sha256",
-    "seed",
-    "parameters",
-    "generation_s",
-    "attempts",
-    "backend",
-)
-FAILED_FIELDS = ("id", "lang", "voice", "text", "reason", "last_error", "attempts")
+from fishflow.records import ShardRecord
 
 
-def _project(record: dict, fields: tuple[str, ...]) -> dict:
-    return {field: record.get(field) for field in fields}
-
-
-def merge_language(shard_files: list[Path], metadata: Path, failed: Path) -> None:
-    """Concatenate shards in the given (plan) order, so manifests are stable across runs."""
+def merge_language(batch_records: list[Path], metadata: Path, failed: Path) -> None:
+    """The language's items in plan order (voice, then shard, then input order), so manifests
+    are stable across runs and batch sizes."""
+    shards = [
+        ShardRecord.from_dict(line) for path in batch_records for line in atomic.read_jsonl(path)
+    ]
     spoken, broken = [], []
-    for shard_file in shard_files:
-        for record in atomic.read_jsonl(shard_file):
-            if record["status"] == "ok":
-                spoken.append(_project(record, METADATA_FIELDS))
-            else:
-                broken.append(_project(record, FAILED_FIELDS))
+    for shard in sorted(shards, key=lambda shard: (shard.voice, shard.shard)):
+        for item in shard.items:
+            (spoken if item.ok else broken).append(item.manifest_row())
     atomic.write_jsonl(metadata, spoken)
     atomic.write_jsonl(failed, broken)
 

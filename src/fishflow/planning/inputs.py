@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from fishflow.errors import InputError
 
 MAX_ID_LENGTH = 200  # leaves room for ".wav" and temp suffixes under the usual 255-byte limit
 # Ids that pass every check of `_id_problem` (most do): one regex instead of a scan per character.
 _PLAIN_ID = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9_.-]{{0,{MAX_ID_LENGTH - 1}}}")
+_PLAIN_KEYS = frozenset({"id", "text", "voice"})
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
+    """One input row (a tuple: a million are made when a plan is read)."""
+
     id: str
     text: str
     line: int
@@ -54,6 +56,16 @@ def _decode_lines(path: Path):
         raise InputError(path, None, f"cannot read input file: {exc}") from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None  # found and named line by line below
+    if text is not None:
+        for number, line in enumerate(text.split("\n"), start=1):
+            line = line.rstrip("\r")
+            if line.strip():
+                yield number, line
+        return
     for number, raw in enumerate(data.split(b"\n"), start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
@@ -64,11 +76,26 @@ def _decode_lines(path: Path):
             raise InputError(path, number, f"not valid UTF-8 ({exc.reason})") from None
 
 
-def _parse_row(path: Path, number: int, line: str, lang: str, index: int, max_chars: int) -> Row:
+def _parse_line(path: Path, number: int, line: str) -> object:
     try:
-        obj = json.loads(line)
+        return json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(path, number, f"malformed JSON: {exc.msg} at column {exc.colno}") from None
+
+
+def _parse_all(path: Path, lines: list[tuple[int, str]]) -> list:
+    """Every line's JSON value. One parse of all lines joined into an array (a million calls of
+    json.loads cost seconds); where that fails, line by line, so the error names its line."""
+    try:
+        values = json.loads("[" + ",".join(line for _, line in lines) + "]")
+    except json.JSONDecodeError:
+        values = None
+    if values is None or len(values) != len(lines):  # a line such as `1, 2` holds two values
+        values = [_parse_line(path, number, line) for number, line in lines]
+    return values
+
+
+def _check_row(path: Path, number: int, obj: object, lang: str, index: int, max_chars: int) -> Row:
     if not isinstance(obj, dict):
         raise InputError(path, number, f"expected a JSON object, got {type(obj).__name__}")
     if "text" not in obj:
@@ -111,8 +138,24 @@ def read_rows(path: Path, lang: str, max_chars: int = 400) -> list[Row]:
     path = Path(path)
     rows: list[Row] = []
     first_line: dict[str, int] = {}
-    for number, line in _decode_lines(path):
-        row = _parse_row(path, number, line, lang, len(rows), max_chars)
+    lines = list(_decode_lines(path))
+    plain_id = _PLAIN_ID.fullmatch
+    for (number, _), obj in zip(lines, _parse_all(path, lines), strict=True):
+        # The common row, checked inline (the same checks as _check_row, which names problems).
+        if (
+            type(obj) is dict
+            and obj.keys() <= _PLAIN_KEYS
+            and type(text := obj.get("text")) is str
+            and type(item_id := obj.get("id")) is str
+            and ((voice := obj.get("voice")) is None or type(voice) is str)
+            and len(text) <= max_chars
+            and plain_id(item_id)
+            and ".." not in item_id
+            and text.strip()
+        ):
+            row = Row(item_id, text, number, voice)
+        else:
+            row = _check_row(path, number, obj, lang, len(rows), max_chars)
         if row.id in first_line:
             raise InputError(
                 path, number, f"duplicate id {row.id!r} (first seen on line {first_line[row.id]})"

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from fishflow import layout
@@ -47,24 +48,13 @@ class Item:
 class Settings:
     """The config, wrapped so that Snakemake neither stores nor compares it as a param.
 
-    Only the shard fingerprint decides reruns: timeouts, retries or fault injection can change
+    Only the batch fingerprint decides reruns: timeouts, retries or fault injection can change
     without regenerating audio.
     """
 
     def __init__(self, config: dict):
         self.config = config
         self.out = Path(config["output_dir"])
-
-
-class Unstored:
-    """A shell argument Snakemake neither stores nor compares as a param (it only compares
-    builtin types), so changing it triggers no rerun."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +89,12 @@ class ShardItems(Sequence):
 
     __slots__ = ("_maker", "_rows", "_items")
 
-    def __init__(self, maker: ItemMaker, rows: tuple[tuple[str, str], ...]):
+    def __init__(self, maker: ItemMaker, rows: Sequence[Row]):
         self._maker, self._rows, self._items = maker, rows, None
 
     def _all(self) -> tuple[Item, ...]:
         if self._items is None:
-            self._items = tuple(self._maker.item(item_id, text) for item_id, text in self._rows)
+            self._items = tuple(self._maker.item(row.id, row.text) for row in self._rows)
         return self._items
 
     def __len__(self) -> int:
@@ -122,6 +112,11 @@ class ShardItems(Sequence):
     def __hash__(self) -> int:
         return hash(self._all())
 
+    def fingerprint(self) -> str:
+        """The shard's: `Plan.shard_fingerprint`'s digest, from the same bytes."""
+        pairs = _json([(row.id, row.text) for row in self._rows])
+        return hashlib.sha256(f"{self._maker.head}{pairs}]".encode()).hexdigest()
+
     def __reduce__(self):
         # The job receives the recipe, not the items: a smaller pickle in its script preamble.
         return (ShardItems, (self._maker, self._rows))
@@ -129,13 +124,27 @@ class ShardItems(Sequence):
 
 @dataclass(frozen=True)
 class Shard:
-    """Everything a generation job needs, passed to it as a Snakemake param (not compared)."""
+    """A shard's items and fingerprint, both made when the job reads them."""
 
     lang: str
     voice: str
     name: str
-    items: Sequence[Item]
-    voice_sha256: str
+    items: ShardItems
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return self.items.fingerprint()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Everything a generation job needs, passed to it as a Snakemake param (not compared):
+    shards of one language (see Plan.batch_keys) and their voices."""
+
+    lang: str
+    name: str
+    shards: tuple[Shard, ...]
+    references: tuple[dict, ...]  # Voice.spec(): id, audio, text, sha256
 
 
 def item_seed(base_seed: int, lang: str, voice: str, item_id: str, attempt: int = 0) -> int:
@@ -174,10 +183,7 @@ class Plan:
         }
         self.assignment = self._assign(config["voice_assignment"])
         self.shards_per_job = config["shards_per_job"]
-        self._batches = {
-            key: layout.batch_name(index // self.shards_per_job)
-            for index, key in enumerate(self.shard_keys())
-        }
+        self._shard_fingerprints: dict[tuple[str, str, str], str] = {}
 
     def _check_languages(self, inputs: dict) -> None:
         supported = self.backend.languages(self.config["server"])
@@ -226,9 +232,51 @@ class Plan:
             for index in range(self.shard_count(lang, voice))
         ]
 
-    def batch(self, lang: str, voice: str, name: str) -> str:
-        """The server job (batch of `shards_per_job` shards, in plan order) serving a shard."""
-        return self._batches[(lang, voice, name)]
+    # -- batches: what one generation job speaks ----------------------------------------------
+    # Batch b of a language holds shards b*span .. (b+1)*span - 1 of each of its voices, where
+    # span spreads `shards_per_job` over the voices: one server start serves every voice, and
+    # rows appended to an input change at most the last batch of each language x voice they
+    # touch (its last shard), and add new batches.
+
+    @property
+    def batch_span(self) -> int:
+        """Shards per voice in one batch."""
+        return -(-self.shards_per_job // len(self.voices))
+
+    def batch_keys(self) -> list[tuple[str, str]]:
+        keys = []
+        for lang in sorted(self.rows):
+            shards = max(self.shard_count(lang, voice) for voice in self.voices)
+            keys += [(lang, layout.batch_name(i)) for i in range(-(-shards // self.batch_span))]
+        return keys
+
+    def batch_of(self, shard: str) -> str:
+        return layout.batch_name(layout.shard_index(shard) // self.batch_span)
+
+    def batch_shards(self, lang: str, batch: str) -> list[tuple[str, str]]:
+        """(voice, shard) of the batch's shards, in plan order."""
+        first = layout.shard_index(batch[1:]) * self.batch_span
+        shards = [
+            (voice, layout.shard_name(index))
+            for voice in sorted(self.voices)
+            for index in range(first, min(first + self.batch_span, self.shard_count(lang, voice)))
+        ]
+        if not shards:
+            raise KeyError(f"no batch {lang}/{batch} in the plan")
+        return shards
+
+    def batch_fingerprint(self, lang: str, batch: str) -> str:
+        """Changes exactly when some item of the batch would change; a Snakemake rerun
+        trigger (the items' own fingerprints decide what is spoken again)."""
+        shards = self.batch_shards(lang, batch)
+        return _digest([self.shard_fingerprint(lang, voice, name) for voice, name in shards])
+
+    def batch(self, lang: str, batch: str) -> Batch:
+        shards = tuple(
+            self.shard(lang, voice, name) for voice, name in self.batch_shards(lang, batch)
+        )
+        voices = sorted({shard.voice for shard in shards})
+        return Batch(lang, batch, shards, tuple(self.voices[voice].spec() for voice in voices))
 
     def shard_rows(self, lang: str, voice: str, name: str) -> list[Row]:
         index = layout.shard_index(name)
@@ -253,16 +301,18 @@ class Plan:
         )
 
     def shard_fingerprint(self, lang: str, voice: str, name: str) -> str:
-        """Changes exactly when some item of the shard would change; a Snakemake rerun trigger."""
-        rows = self.shard_rows(lang, voice, name)
-        return _digest(self._common(lang, voice), [(row.id, row.text) for row in rows])
+        """Changes exactly when some item of the shard would change. Computed once: the plan
+        summary and every batch's params ask for it."""
+        key = (lang, voice, name)
+        if key not in self._shard_fingerprints:
+            rows = self.shard_rows(lang, voice, name)
+            pairs = [(row.id, row.text) for row in rows]
+            self._shard_fingerprints[key] = _digest(self._common(lang, voice), pairs)
+        return self._shard_fingerprints[key]
 
     def item_maker(self, lang: str, voice: str) -> ItemMaker:
         head = f"[{_json(self._common(lang, voice))}, "
         return ItemMaker(lang=lang, voice=voice, base_seed=self.base_seed, head=head)
-
-    def item(self, lang: str, voice: str, row: Row) -> Item:
-        return self.item_maker(lang, voice).item(row.id, row.text)
 
     def shard(self, lang: str, voice: str, name: str) -> Shard:
         rows = self.shard_rows(lang, voice, name)
@@ -270,8 +320,7 @@ class Plan:
             lang=lang,
             voice=voice,
             name=name,
-            voice_sha256=self.voices[voice].sha256,
-            items=ShardItems(self.item_maker(lang, voice), tuple((r.id, r.text) for r in rows)),
+            items=ShardItems(self.item_maker(lang, voice), rows),
         )
 
     def item_count(self) -> int:

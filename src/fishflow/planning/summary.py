@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from fishflow import atomic, layout
+import json
+from dataclasses import dataclass
+
+from fishflow import atomic
+from fishflow.layout import Layout
 from fishflow.planning.config import load_schema
 from fishflow.planning.plan import Plan
+from fishflow.records import ItemRecord, is_done
 
 # Where the estimate's figures come from, when they are the schema's defaults: no GPU figure has
 # been measured yet (benchmarks/RESULTS.md section 5 has the command that measures them).
@@ -12,6 +17,17 @@ UNMEASURED_DEFAULTS = (
     "schema defaults, not measured on a GPU: set planning.* from "
     "benchmarks/gpu_throughput.py on your GPU"
 )
+
+
+@dataclass(frozen=True)
+class ShardProgress:
+    total: int
+    done: int  # spoken with the current fingerprint, WAV in place
+    failed: int  # failed in the last attempt (tried again when its batch runs)
+
+    @property
+    def todo(self) -> int:
+        return self.total - self.done
 
 
 def estimate_source(planning: dict) -> str:
@@ -22,32 +38,62 @@ def estimate_source(planning: dict) -> str:
     return UNMEASURED_DEFAULTS if planning == defaults else "from the config"
 
 
-def todo_by_shard(plan: Plan) -> dict[tuple[str, str, str], int]:
-    """Items per shard not yet spoken with the current fingerprint (from the shard journals)."""
-    todo = {}
+def shard_progress(plan: Plan) -> dict[tuple[str, str, str], ShardProgress]:
+    """Per shard: items done, failed and to do. Reads files only: the tally its last job left
+    while the journal and the shard are unchanged since, else the journal and each WAV's size
+    (not its content: the generation job re-checks that on its node)."""
+    layout = Layout(plan.out)
+    progress = {}
     for lang, voice, name in plan.shard_keys():
-        journal = plan.out / layout.progress_relpath(lang, voice, name)
         rows = plan.shard_rows(lang, voice, name)
-        if not journal.exists():
-            todo[(lang, voice, name)] = len(rows)
+        journal = layout.journal(lang, voice, name)
+        try:
+            stat = journal.stat()
+        except FileNotFoundError:
+            progress[(lang, voice, name)] = ShardProgress(len(rows), 0, 0)
             continue
-        spoken = {
-            r["id"]: r["fingerprint"] for r in atomic.read_jsonl(journal) if r["status"] == "ok"
-        }
+        fingerprint = plan.shard_fingerprint(lang, voice, name)
+        tally = read_tally(layout.tally(lang, voice, name))
+        if tally.get("fingerprint") == fingerprint and tally.get("journal") == journal_stamp(stat):
+            progress[(lang, voice, name)] = ShardProgress(len(rows), tally["done"], tally["failed"])
+            continue
+        last = {record["id"]: record for record in atomic.read_jsonl(journal)}
         maker = plan.item_maker(lang, voice)
-        todo[(lang, voice, name)] = sum(
-            spoken.get(row.id) != maker.fingerprint(row.id, row.text) for row in rows
-        )
-    return todo
+        done = failed = 0
+        for row in rows:
+            if (data := last.get(row.id)) is not None:
+                record = ItemRecord.from_dict(data)
+                done += is_done(record, maker.fingerprint(row.id, row.text), plan.out)
+                failed += not record.ok
+        progress[(lang, voice, name)] = ShardProgress(len(rows), done, failed)
+    return progress
+
+
+def journal_stamp(stat) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def read_tally(path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_tally(path, fingerprint: str, journal, done: int, failed: int) -> None:
+    """What a generation job leaves for the plan summary (see shard_progress)."""
+    stamp = journal_stamp(journal.stat()) if journal.exists() else [0, 0]
+    tally = {"fingerprint": fingerprint, "journal": stamp, "done": done, "failed": failed}
+    atomic.write_json(path, tally)
 
 
 def summary_text(plan: Plan) -> str:
     languages = sorted(plan.rows)
     voices = sorted(plan.voices)
-    todo = todo_by_shard(plan)
-    items_todo = sum(todo.values())
+    progress = shard_progress(plan)
+    items_todo = sum(shard.todo for shard in progress.values())
     total = plan.item_count()
-    jobs = len({plan.batch(*key) for key, count in todo.items() if count})
+    jobs = len({(lang, plan.batch_of(name)) for (lang, _, name), s in progress.items() if s.todo})
     estimate = plan.config["planning"]
     gpu_hours = (
         items_todo * estimate["seconds_per_item"] + jobs * estimate["server_startup_s"]
@@ -55,11 +101,11 @@ def summary_text(plan: Plan) -> str:
     model = f", model {plan.generation}" if plan.generation else ""
     return (
         f"fishflow plan: {len(languages)} language(s) {languages} x {len(voices)} voice(s) "
-        f"{voices} -> {len(todo)} shard(s) of up to {plan.shard_size} items; "
+        f"{voices} -> {len(progress)} shard(s) of up to {plan.shard_size} items; "
         f"backend {plan.backend.name}{model} ({plan.model_id})\n"
         f"fishflow plan: items: {total} total, {total - items_todo} done, {items_todo} to do\n"
-        f"fishflow plan: generation jobs (one server start each, one Slurm job on a cluster): "
-        f"{jobs} of up to {plan.shards_per_job} shards; estimated GPU-hours: {gpu_hours:.2f} "
-        f"({estimate['seconds_per_item']} s/item, {estimate['server_startup_s']} s start-up/job: "
-        f"{estimate_source(estimate)})"
+        f"fishflow plan: generation jobs with work (one server start each, one Slurm job on a "
+        f"cluster): {jobs} of up to {plan.batch_span} shard(s) per voice; "
+        f"estimated GPU-hours: {gpu_hours:.2f} ({estimate['seconds_per_item']} s/item, "
+        f"{estimate['server_startup_s']} s start-up/job: {estimate_source(estimate)})"
     )

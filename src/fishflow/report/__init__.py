@@ -8,10 +8,13 @@ rates, clock times, servers) lives in `timing` objects, so two runs can be compa
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from fishflow import atomic
-from fishflow.report.collect import read_items, read_jobs, run_window, servers, write_items_csv
+from fishflow.records import CSV_FIELDS
+from fishflow.report.collect import read_items, read_jobs, servers, write_items_csv
 from fishflow.report.provenance import provenance
 from fishflow.report.render import render_html
 from fishflow.report.stats import figures
@@ -20,30 +23,47 @@ from fishflow.serving.gpu_usage import advice
 SCHEMA = "fishflow-report/1"
 
 
-def build_report(out: Path, items: list[dict], config: dict) -> dict:
-    """The report.json content of the run in `out`: its items (from the manifests), summary
-    and logs."""
+@dataclass(frozen=True)
+class ReportInputs:
+    """Every file the report reads (the `report` rule declares each), besides the WAVs of the
+    few samples it embeds, which the manifests name."""
+
+    metadata: list[Path]
+    failed: list[Path]
+    summary: Path
+    servers: list[Path]
+    checkpoint: Path | None
+
+
+def build_report(inputs: ReportInputs, items: list[dict], config: dict) -> dict:
+    """The report.json content: the run's items (from the manifests), summary and the
+    generation jobs' servers records."""
     rows, total = figures(items)
-    jobs = read_jobs(out / "logs" / "server")
+    jobs = read_jobs(inputs.servers)
     starts = servers(jobs)
-    started, finished = run_window(out / "logs" / "generate")
+    checkpoint = json.loads(inputs.checkpoint.read_text()) if inputs.checkpoint else None
     return {
         "schema": SCHEMA,
         "title": Path(config["output_dir"]).name,
-        "summary": json.loads((out / "summary.json").read_text())["total"],
+        "summary": json.loads(inputs.summary.read_text())["total"],
         "rows": rows,
         "total": total,
-        "provenance": provenance(config, items, out),
+        "provenance": provenance(config, items, checkpoint),
         "timing": {
-            "started_at": started,
-            "finished_at": finished,
+            "started_at": _clock(min((job["started_at"] for job in jobs), default=None)),
+            "finished_at": _clock(max((job["finished_at"] for job in jobs), default=None)),
             # Start-up (model load, warm-up, voice registration) is paid once per server start
             # and kept out of every throughput figure.
             "server_startup_s": round(sum(s["startup_s"] or 0 for s in starts), 3),
             "servers": starts,
-            "jobs": [gpu_use(job) for job in jobs],
+            "jobs": [gpu_use(job) for job in jobs if job["servers"]],
         },
     }
+
+
+def _clock(timestamp: float | None) -> str | None:
+    """When the generation jobs ran, to the second, in local time."""
+    return datetime.fromtimestamp(timestamp).isoformat(timespec="seconds") if timestamp else None
 
 
 def gpu_use(job: dict) -> dict:
@@ -52,16 +72,16 @@ def gpu_use(job: dict) -> dict:
         "batch": job["batch"],
         "host": job["host"],
         "slurm_job_id": job["slurm_job_id"],
-        "device": job["device"],
-        "replicas": job["replicas"],
-        "gpu": job["gpu"],
-        "advice": advice(job["gpu"]),
+        "device": job["servers"]["device"],
+        "replicas": job["servers"]["replicas"],
+        "gpu": job["servers"]["gpu"],
+        "advice": advice(job["servers"]["gpu"]),
     }
 
 
-def write_report(out: Path, languages: list[str], config: dict, report_dir: Path) -> None:
-    items = read_items(out, languages)
-    report = build_report(out, items, config)
-    atomic.write_json(report_dir / "report.json", report)
-    write_items_csv(report_dir / "items.csv", items)
-    atomic.write_text(report_dir / "index.html", render_html(report, items, out))
+def write_report(inputs: ReportInputs, config: dict, html: Path, json: Path, csv: Path) -> None:
+    items = read_items(inputs.metadata, inputs.failed)
+    report = build_report(inputs, items, config)
+    atomic.write_json(json, report)
+    write_items_csv(csv, items, CSV_FIELDS)
+    atomic.write_text(html, render_html(report, items, Path(config["output_dir"])))

@@ -1,60 +1,39 @@
-"""Read what a run left behind: manifests (items), the launchers' records (server starts, GPU
-use), generation logs."""
+"""Read what a run left behind: the manifests (items) and the generation jobs' servers
+records (server starts, GPU use)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import re
-from datetime import datetime
 from pathlib import Path
 
 from fishflow import atomic
-from fishflow.serving.launcher import RECORD_SCHEMA
-
-ITEM_FIELDS = (
-    "lang",
-    "voice",
-    "id",
-    "status",
-    "reason",
-    "text_chars",
-    "duration_s",
-    "generation_s",
-    "attempts",
-    "seed",
-    "sha256",
-    "path",
-    "text",
-)
-# rulekit's log format starts every line with "%(asctime)s".
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ ", re.MULTILINE)
+from fishflow.errors import FishflowError
+from fishflow.records import SERVERS_SCHEMA
 
 
-def read_items(out: Path, languages: list[str]) -> list[dict]:
+def read_items(metadata: list[Path], failed: list[Path]) -> list[dict]:
     """Every item of the run, spoken or failed, in manifest (plan) order."""
     items = []
-    for lang in languages:
-        for record in atomic.read_jsonl(out / f"metadata_{lang}.jsonl"):
-            items.append({**record, "status": "ok", "reason": None})
-        for record in atomic.read_jsonl(out / f"failed_{lang}.jsonl"):
-            items.append({**record, "status": "failed"})
+    for spoken, broken in zip(metadata, failed, strict=True):
+        items += [
+            {**record, "status": "ok", "reason": None} for record in atomic.read_jsonl(spoken)
+        ]
+        items += [{**record, "status": "failed"} for record in atomic.read_jsonl(broken)]
     for item in items:
         item["text_chars"] = len(item["text"])
     return items
 
 
-def read_jobs(log_dir: Path) -> list[dict]:
-    """One entry per launcher run (a generation job's servers), from the records the launchers
-    write beside their logs (`<batch>.json`); a rerun of a batch appends a run."""
+def read_jobs(records: list[Path]) -> list[dict]:
+    """One entry per generation job, from its servers record."""
     jobs = []
-    for path in sorted(log_dir.glob("*.json")):
+    for path in records:
         record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("schema") != RECORD_SCHEMA:
-            continue
-        for run in record["runs"]:
-            jobs.append({"batch": record["batch"], **run})
+        if record.get("schema") != SERVERS_SCHEMA:
+            raise FishflowError(f"{path}: not a servers record ({SERVERS_SCHEMA})")
+        jobs.append({**record, "batch": f"{record['lang']}/{record['batch']}"})
     return jobs
 
 
@@ -64,30 +43,20 @@ def servers(jobs: list[dict]) -> list[dict]:
         {
             "batch": job["batch"],
             "replica": start["replica"],
-            "backend": job["backend"],
+            "backend": job["servers"]["backend"],
             "host": job["host"],
             "slurm_job_id": job["slurm_job_id"],
             "startup_s": start.get("startup_s"),
         }
         for job in jobs
-        for start in job["starts"]
+        if job["servers"]
+        for start in job["servers"]["starts"]
     ]
 
 
-def run_window(log_dir: Path) -> tuple[str | None, str | None]:
-    """First and last time stamp of the generation logs: when the run generated audio."""
-    stamps = []
-    for log in log_dir.rglob("*.log"):
-        stamps += _STAMP.findall(log.read_text(encoding="utf-8", errors="replace"))
-    if not stamps:
-        return None, None
-    times = sorted(datetime.fromisoformat(stamp) for stamp in stamps)
-    return times[0].isoformat(), times[-1].isoformat()
-
-
-def write_items_csv(path: Path, items: list[dict]) -> None:
+def write_items_csv(path: Path, items: list[dict], columns: tuple[str, ...]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, ITEM_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(items)
     atomic.write_text(path, buffer.getvalue())

@@ -35,13 +35,6 @@ def config_sha256(config: dict) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def checkpoint(out: Path) -> dict | None:
-    """Checkpoint hashes, written to <out>/provenance/checkpoint.json by the fish-speech
-    backend; the demo has none."""
-    path = out / "provenance" / "checkpoint.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def environment() -> dict:
     try:
         torch = importlib.import_module("torch")
@@ -60,11 +53,12 @@ def environment() -> dict:
     }
 
 
-def provenance(config: dict, items: list[dict], out: Path) -> dict:
+def provenance(config: dict, items: list[dict], recorded: dict | None) -> dict:
+    """`recorded`: the checkpoint's files and hashes as the `provide_model` rule wrote them
+    (fish-speech; the demo has none)."""
     server = config["server"]
     fish_speech = server.get("fish_speech") or {}
     real = server["backend"] == "fish-speech"
-    recorded = checkpoint(out)
     return {
         "fishflow_commit": fishflow_commit(),
         "config_sha256": config_sha256(config),
@@ -77,7 +71,7 @@ def provenance(config: dict, items: list[dict], out: Path) -> dict:
         },
         "checkpoint": recorded,
         "backend": server["backend"],
-        # As the checkpoint rule found it in the files that the servers loaded.
+        # As the provide_model rule found it in the files that the servers loaded.
         "model_generation": _generation(recorded),
         "models": sorted({item["backend"] for item in items if item.get("backend")}),
         "server_flags": {

@@ -83,7 +83,8 @@ def servers_table(servers: list[dict]) -> str:
     body = "".join(
         f'<tr><td class="l">{escape(s["batch"])}</td><td class="l">{escape(s["replica"])}</td>'
         f'<td class="l">{escape(s["backend"])}</td>'
-        f'<td class="l">{escape(s["host"])}</td><td class="l">{escape(str(s["slurm_job_id"]))}</td>'
+        f'<td class="l">{escape(s["host"])}</td>'
+        f'<td class="l">{escape(s["slurm_job_id"] or "none (local)")}</td>'
         f"{_cell(s['startup_s'])}</tr>"
         for s in servers
     )

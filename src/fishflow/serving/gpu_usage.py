@@ -1,7 +1,7 @@
 """How busy a generation job kept its GPUs: NVML samples of utilisation and memory.
 
 The launcher samples the GPUs its replicas were given (CUDA_VISIBLE_DEVICES) once a second
-while they serve, and writes the summary into its record (`logs/server/<batch>.json`). Where no
+while they serve, and writes the summary into its record (the job's servers record). Where no
 GPU can be read (CPU servers, no NVIDIA driver, nvidia-ml-py missing) the summary says "not
 measured" and why: nothing is estimated in its place.
 

@@ -1,9 +1,9 @@
-"""Audio sanity checks shared by generation (before a WAV is kept) and validation (after)."""
+"""Audio checks of a WAV: before it is kept, and again from disk when a batch resumes."""
 
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import soundfile
@@ -21,9 +21,6 @@ class AudioCheck:
     sample_rate: int = 0
     channels: int = 0
     bytes: int = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _fail(reason: str, detail: str, **info) -> AudioCheck:

@@ -1,48 +1,45 @@
-"""Generate one shard: resume from the journal, call /v1/tts, validate, write atomically.
+"""One generation job: speak a batch of shards with the job's own server replicas.
 
-Items go to the job's server replicas concurrently (as many in flight as the replicas have
-slots), so checking, writing and hashing one item overlap with generating the next. Every
-finished item (spoken or permanently failed) is appended to the shard's journal, fsynced, right
-after its WAV is renamed into place, so a kill at any instant loses at most the items in flight.
-An item is skipped only when its journal record carries the same fingerprint and its WAV on disk
-still has the recorded hash. On SIGTERM no new request is sent; those in flight are finished.
+The job re-checks what its shards' journals say is done (the WAV's hash and audio checks, on
+this node, never on the login node), starts the servers only if something is left, registers
+and verifies the voice, and sends every missing item over the replica pool, up to
+replicas x `server.max_in_flight` at a time. Every finished item (spoken or failed) is appended
+to its shard's journal, fsynced, right after its WAV is renamed into place, so a kill at any
+instant loses at most the items in flight. A shard that cannot finish fails the job after its
+siblings have finished and journaled; the next run speaks only what is missing.
+
+On SIGTERM or SIGINT, or when the Snakemake that started the job is gone, nothing new is sent,
+what is in flight is finished and journaled, and the servers are stopped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fishflow import atomic, layout
-from fishflow.errors import FishflowError, PermanentError, ServerError, Unreachable
-from fishflow.planning.plan import GENERATION_KEYS, Item, Shard, item_seed
-from fishflow.planning.voices import sha256_file
+from fishflow import atomic
+from fishflow.errors import FishflowError, PermanentError, Unreachable
+from fishflow.layout import Layout
+from fishflow.planning.plan import GENERATION_KEYS, Batch, Item, Shard, item_seed
+from fishflow.planning.summary import write_tally
+from fishflow.records import SERVERS_SCHEMA, ItemRecord, ShardRecord, is_done
 from fishflow.serving.backends import get_backend
 from fishflow.serving.client import with_retries
-from fishflow.serving.endpoint import wait_for_endpoint
+from fishflow.serving.replicas import Replicas
+from fishflow.speaking import lifeline
 from fishflow.speaking.audio import check_wav
-from fishflow.speaking.dispatch import ReplicaPool
+from fishflow.speaking.pool import ReplicaPool, Stopped
 
-log = logging.getLogger("fishflow.speaking.batch")
-ENDPOINT_GRACE_S = 60  # consumers may start before their server's launcher
-
-
-def is_done(record: dict | None, item: Item, out: Path) -> bool:
-    """Spoken with this exact fingerprint, and its WAV is still the one written."""
-    # Failed items are tried again whenever their shard runs again.
-    if not record or record["status"] != "ok" or record.get("fingerprint") != item.fingerprint:
-        return False
-    wav = out / item.wav
-    return (
-        wav.is_file()
-        and wav.stat().st_size == record["bytes"]
-        and sha256_file(wav) == record["sha256"]
-    )
+log = logging.getLogger("fishflow.speak")
 
 
 def tts_payload(item: Item, seed: int, params: dict) -> dict:
@@ -59,44 +56,63 @@ def tts_payload(item: Item, seed: int, params: dict) -> dict:
     }
 
 
-class ShardGenerator:
-    def __init__(self, shard: Shard, out: Path, config: dict):
-        self.shard = shard
-        self.out = Path(out)
-        self.config = config
-        self.backend_id = get_backend(config["server"]).model_id(config["server"])
-        self.params = {key: config["generation"][key] for key in GENERATION_KEYS}
-        journal_path = self.out / layout.progress_relpath(shard.lang, shard.voice, shard.name)
-        self.journal = atomic.Journal(journal_path)
-        self.previous = {record["id"]: record for record in self.journal.read()}
-        self.todo = {
-            item.id
-            for item in shard.items
-            if not is_done(self.previous.get(item.id), item, self.out)
-        }
-        self.stopping = threading.Event()
-        self.pool: ReplicaPool | None = None
+@dataclass
+class ShardWork:
+    """A shard's journal, what it already holds and what is left."""
 
-    def connect(self, endpoint: Path) -> None:
-        """Wait for this job's servers and check they hold the planned voice."""
-        server = self.config["server"]
-        info = wait_for_endpoint(endpoint, server["startup_timeout_s"] + ENDPOINT_GRACE_S)
-        log.info(
-            "using servers on %s (launcher pid %s, Slurm job %s): %d replica(s), %s ready",
-            info["host"],
-            info["pid"],
-            info.get("slurm_job_id"),
-            len(info["replicas"]),
-            ", ".join(r["url"] for r in info["replicas"] if r["state"] == "ready"),
-        )
-        served = info.get("voices", {}).get(self.shard.voice)
-        if served != self.shard.voice_sha256:
-            raise ServerError(
-                f"voice {self.shard.voice!r} is not verified on the servers on {info['host']} "
-                f"(server: {served}, plan: {self.shard.voice_sha256}); refusing to generate in "
-                "a default voice"
-            )
-        self.pool = ReplicaPool(endpoint, info, server, self.stopping)
+    shard: Shard
+    journal: atomic.Journal
+    records: dict[str, ItemRecord]
+    todo: list[Item]
+    error: str | None = None
+    outstanding: set[str] = field(default_factory=set)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.shard.lang}/{self.shard.voice}/{self.shard.name}"
+
+
+class BatchJob:
+    def __init__(self, batch: Batch, config: dict):
+        self.batch = batch
+        self.config = config
+        self.layout = Layout(config["output_dir"])
+        self.server = config["server"]
+        self.limits = config["validation"]
+        self.base_seed = config["generation"]["seed"]
+        self.params = {key: config["generation"][key] for key in GENERATION_KEYS}
+        self.backend_id = get_backend(self.server).model_id(self.server)
+        self.stopping = threading.Event()
+        self.stop_reason = "the job was stopped"
+        self.pool: ReplicaPool | None = None
+        self.started_at = time.time()
+        self.partial = self.layout.partial_wavs(batch.lang, batch.name)
+        shutil.rmtree(self.partial, ignore_errors=True)  # left by a killed job of this batch
+        self.shards = [self._resume(shard) for shard in batch.shards]
+
+    # -- resume ----------------------------------------------------------------------------------
+
+    def _resume(self, shard: Shard) -> ShardWork:
+        journal = atomic.Journal(self.layout.journal(shard.lang, shard.voice, shard.name))
+        previous = {r["id"]: ItemRecord.from_dict(r) for r in journal.read()}
+        records, todo = {}, []
+        for item in shard.items:
+            record = previous.get(item.id)
+            if is_done(record, item.fingerprint, self.layout.out, self._checker(item.text)):
+                records[item.id] = record
+            else:
+                todo.append(item)
+        return ShardWork(shard, journal, records, todo)
+
+    def _checker(self, text: str):
+        """Audio checks of a finished item's WAV, under today's limits."""
+        return lambda data: check_wav(data, text, self.limits).ok
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.stopping.set()
+
+    # -- speaking one item ---------------------------------------------------------------------
 
     def _tts(self, payload: dict) -> bytes:
         with self.pool.slot() as client:
@@ -106,19 +122,9 @@ class ShardGenerator:
                 self.pool.unreachable_at(client.url)  # the retry goes to another replica
                 raise
 
-    def _request(self, item: Item, seed: int) -> tuple[bytes, int]:
-        server = self.config["server"]
-        return with_retries(
-            lambda: self._tts(tts_payload(item, seed, self.params)),
-            server["retries"],
-            server["backoff_s"],
-            lambda n, exc: log.warning("%s: attempt %d failed, retrying: %s", item.id, n, exc),
-        )
-
-    def speak(self, item: Item) -> dict:
-        """Generate one item: retry transient errors, and audio that fails validation."""
-        limits = self.config["validation"]
-        record = {
+    def speak(self, item: Item) -> ItemRecord:
+        """Generate one item: retry transient errors, and audio that fails the checks."""
+        common = {
             "id": item.id,
             "lang": item.lang,
             "voice": item.voice,
@@ -128,133 +134,210 @@ class ShardGenerator:
         }
         attempts = 0
         started = time.monotonic()
-        base_seed = self.config["generation"]["seed"]
-        for validation_try in range(limits["retries"] + 1):
-            seed = item_seed(base_seed, item.lang, item.voice, item.id, validation_try)
+        for check_try in range(self.limits["retries"] + 1):
+            seed = item_seed(self.base_seed, item.lang, item.voice, item.id, check_try)
             try:
-                data, used = self._request(item, seed)
+                data, used = with_retries(
+                    lambda seed=seed: self._tts(tts_payload(item, seed, self.params)),
+                    self.server["retries"],
+                    self.server["backoff_s"],
+                    lambda n, exc: log.warning(
+                        "%s: attempt %d failed, retrying: %s", item.id, n, exc
+                    ),
+                )
             except PermanentError as exc:
-                return {
-                    **record,
-                    "status": "failed",
-                    "reason": "http_error",
-                    "last_error": str(exc),
-                    "attempts": attempts + 1,
-                    "seed": seed,
-                }
+                return ItemRecord(
+                    **common,
+                    status="failed",
+                    seed=seed,
+                    attempts=attempts + 1,
+                    reason="http_error",
+                    last_error=str(exc),
+                )
             attempts += used
-            check = check_wav(data, item.text, limits)
+            check = check_wav(data, item.text, self.limits)
             if check.ok:
-                atomic.write_bytes(self.out / item.wav, data)
-                return {
-                    **record,
-                    "status": "ok",
-                    "path": item.wav,
-                    "seed": seed,
-                    "duration_s": check.duration_s,
-                    "sample_rate": check.sample_rate,
-                    "bytes": check.bytes,
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "attempts": attempts,
-                    "parameters": self.params,
-                    "generation_s": round(time.monotonic() - started, 4),
-                }
-            log.warning("%s: audio failed validation (%s: %s)", item.id, check.reason, check.detail)
-        return {
-            **record,
-            "status": "failed",
-            "reason": f"validation:{check.reason}",
-            "last_error": check.detail,
-            "attempts": attempts,
-            "seed": seed,
-        }
-
-    def run(self) -> list[dict]:
-        """Generate what is missing; return one record per item, in shard order."""
-        total = len(self.shard.items)
-        records = {
-            item.id: self.previous[item.id] for item in self.shard.items if item.id not in self.todo
-        }
-        log.info(
-            "shard %s/%s/%s: %d items, %d already done, %d to generate",
-            self.shard.lang,
-            self.shard.voice,
-            self.shard.name,
-            total,
-            total - len(self.todo),
-            len(self.todo),
+                self.partial.mkdir(parents=True, exist_ok=True)
+                atomic.write_bytes(self.layout.out / item.wav, data, tmp_dir=self.partial)
+                return ItemRecord(
+                    **common,
+                    status="ok",
+                    seed=seed,
+                    attempts=attempts,
+                    path=item.wav,
+                    duration_s=check.duration_s,
+                    sample_rate=check.sample_rate,
+                    bytes=check.bytes,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    parameters=self.params,
+                    generation_s=round(time.monotonic() - started, 4),
+                )
+            log.warning("%s: audio failed its checks (%s: %s)", item.id, check.reason, check.detail)
+        return ItemRecord(
+            **common,
+            status="failed",
+            seed=seed,
+            attempts=attempts,
+            reason=f"validation:{check.reason}",
+            last_error=check.detail,
         )
-        pending = iter(item for item in self.shard.items if item.id in self.todo)
-        running, error = {}, None
-        width = self.pool.width if self.pool else 1
-        with ThreadPoolExecutor(width, "tts") as executor:
+
+    # -- speaking the batch ------------------------------------------------------------------------
+
+    def speak_all(self) -> None:
+        """Every missing item of every shard, in order, over the pool; a shard whose item
+        cannot be spoken gets no new requests, the others go on."""
+        pending = iter([(work, item) for work in self.shards for item in work.todo])
+        running = {}
+        with ThreadPoolExecutor(self.pool.width, "tts") as executor:
             while True:
-                # A bounded window: on SIGTERM or an error, only what is in flight remains.
-                while len(running) < width and not self.stopping.is_set():
-                    item = next(pending, None)
-                    if item is None:
+                # A bounded window: once stopping, only what is in flight remains.
+                while len(running) < self.pool.width and not self.stopping.is_set():
+                    work, item = next(pending, (None, None))
+                    if work is None:
                         break
-                    running[executor.submit(self.speak, item)] = item
+                    if work.error is None:
+                        running[executor.submit(self.speak, item)] = (work, item)
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    item = running.pop(future)
+                    work, item = running.pop(future)
                     try:
                         record = future.result()
-                    except FishflowError as exc:
-                        error = error or exc
-                        self.stopping.set()
+                    except Stopped:
                         continue
-                    self.journal.append(record)
-                    records[item.id] = record
-                    outcome = record.get("reason") or f"{record['duration_s']} s audio"
-                    log.info(
-                        "[%d/%d] %s %s (%s)",
-                        len(records),
-                        total,
-                        item.id,
-                        record["status"],
-                        outcome,
-                    )
-        if len(records) < total:
-            reason = error or "the job was stopped (SIGTERM)"
-            raise FishflowError(f"{reason} ({total - len(records)} of {total} items not generated)")
-        return [records[item.id] for item in self.shard.items]
+                    except FishflowError as exc:
+                        # One line: a failure of the servers is told once, with its log.
+                        work.error = work.error or f"{item.id}: {str(exc).splitlines()[0]}"
+                        continue
+                    work.journal.append(record.as_dict())
+                    work.records[item.id] = record
+                    outcome = record.reason or f"{record.duration_s} s audio"
+                    log.info("%s %s %s (%s)", work.tag, item.id, record.status, outcome)
 
-
-def generate_shard(shard: Shard, out: Path, config: dict, endpoint: Path, output: Path) -> None:
-    """The `generate` rule's body: always writes its output, complete or not.
-
-    Snakemake fails a whole group job when one member fails (stopping the shared server and
-    deleting the siblings' outputs), so a shard that cannot finish is recorded as incomplete
-    instead; the `validate` rule then fails for that shard alone.
-    """
-    generator = ShardGenerator(shard, out, config)
-    terminated = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: (terminated.set(), generator.stopping.set()))
-    try:
-        if generator.todo:
-            generator.connect(endpoint)
-        records = generator.run()
-        error = _too_many_failures(records, config["validation"]["max_failed_fraction"])
-    except FishflowError as exc:
-        if terminated.is_set():
-            # The job is being cancelled: no output, so the next run picks the shard up at once
-            # (an incomplete record would cost that run a failed `validate` first).
-            raise
-        records, error = None, str(exc)
-    if error:
-        log.error("shard %s/%s/%s did not complete: %s", shard.lang, shard.voice, shard.name, error)
-    atomic.write_json(output, {"complete": error is None, "error": error, "records": records or []})
-
-
-def _too_many_failures(records: list[dict], max_fraction: float) -> str | None:
-    failed = [record for record in records if record["status"] == "failed"]
-    if len(failed) <= max_fraction * len(records):
+    def shard_error(self, work: ShardWork) -> str | None:
+        total = len(work.shard.items)
+        missing = total - len(work.records)
+        if missing:
+            why = work.error or (self.stop_reason if self.stopping.is_set() else "not sent")
+            return f"{why} ({missing} of {total} items not spoken)"
+        failed = [r for r in work.records.values() if not r.ok]
+        if len(failed) > self.limits["max_failed_fraction"] * total:
+            return (
+                f"{len(failed)} of {total} items failed (> validation.max_failed_fraction); "
+                f"first: {failed[0].id}: {failed[0].last_error}"
+            )
         return None
-    first = failed[0]
-    return (
-        f"{len(failed)} of {len(records)} items failed (> validation.max_failed_fraction); "
-        f"first: {first['id']}: {first['last_error']}"
-    )
+
+    def run(self, batch_record: Path, servers_record: Path) -> None:
+        left = sum(len(work.todo) for work in self.shards)
+        total = sum(len(work.shard.items) for work in self.shards)
+        log.info(
+            "batch %s/%s: %d shard(s), %d items, %d done, %d to speak",
+            self.batch.lang,
+            self.batch.name,
+            len(self.shards),
+            total,
+            total - left,
+            left,
+        )
+        servers, failure = None, None
+        try:
+            if left:
+                servers = self._start_servers()
+                self.speak_all()
+        except FishflowError as exc:
+            failure = str(exc)  # the servers failed to start: no item was sent
+        finally:
+            if servers is not None:
+                servers.stop()
+            self._write_servers_record(servers_record, servers)
+            self._write_tallies()
+        if failure is None and servers is not None and servers.failed():
+            failure = servers.failure()  # every replica died while speaking
+        errors = [(work, self.shard_error(work)) for work in self.shards]
+        errors = [(work, error) for work, error in errors if error]
+        if failure or errors:
+            lines = [f"  shard {work.tag}: {error}" for work, error in errors]
+            raise FishflowError(
+                f"batch {self.batch.lang}/{self.batch.name}: {len(errors)} of {len(self.shards)} "
+                "shard(s) did not complete; the next run speaks only their missing items"
+                + "".join(f"\n{line}" for line in lines)
+                + (f"\n{failure}" if failure else "")
+            )
+        shards = [
+            ShardRecord(
+                work.shard.lang,
+                work.shard.voice,
+                work.shard.name,
+                work.shard.fingerprint,
+                [work.records[item.id] for item in work.shard.items],
+            )
+            for work in self.shards
+        ]
+        atomic.write_jsonl(batch_record, [shard.as_dict() for shard in shards])
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def _write_tallies(self) -> None:
+        """Each shard's items done and failed, as checked and spoken here: the plan summary
+        reads these instead of every journal and WAV (planning.summary.shard_progress)."""
+        for work in self.shards:
+            shard = work.shard
+            write_tally(
+                self.layout.tally(shard.lang, shard.voice, shard.name),
+                shard.fingerprint,
+                work.journal.path,
+                done=sum(record.ok for record in work.records.values()),
+                failed=sum(not record.ok for record in work.records.values()),
+            )
+
+    def _start_servers(self) -> Replicas:
+        b = self.batch
+        home = self.layout.server_home(b.lang, b.name, socket.gethostname(), os.getpid())
+        servers = Replicas(
+            self.server,
+            list(b.references),
+            home,
+            lambda tag: self.layout.replica_log(b.lang, b.name, tag),
+        )
+        servers.start()
+        try:
+            servers.wait_ready()
+        except FishflowError:
+            servers.stop()
+            raise
+        self.pool = ReplicaPool(servers, self.server, self.stopping)
+        return servers
+
+    def _write_servers_record(self, path: Path, servers: Replicas | None) -> None:
+        spoken = sum(1 for work in self.shards for item in work.todo if item.id in work.records)
+        atomic.write_json(
+            path,
+            {
+                "schema": SERVERS_SCHEMA,
+                "lang": self.batch.lang,
+                "batch": self.batch.name,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                "started_at": self.started_at,
+                "finished_at": time.time(),
+                "items_spoken": spoken,
+                # None: everything was done already, no server was started.
+                "servers": servers.record() if servers is not None else None,
+            },
+        )
+
+
+def speak_batch(batch: Batch, config: dict, batch_record: Path, servers_record: Path) -> None:
+    """The `speak` rule's body."""
+    job = BatchJob(batch, config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, _: job.stop(f"the job got {signal.Signals(number).name}"))
+    done = threading.Event()
+    lifeline.watch(job.stop, done)
+    try:
+        job.run(batch_record, servers_record)
+    finally:
+        done.set()

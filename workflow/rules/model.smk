@@ -1,14 +1,14 @@
-# fish-speech only: the server rule needs this, so the checkpoint is complete (downloaded if
+# fish-speech only: the `speak` rule needs this, so the checkpoint is complete (downloaded if
 # asked) before any server starts, and its exact files are on record for benchmark reports.
 # Local: the login node has the network for a download; hashing needs no GPU.
-rule checkpoint:
+rule provide_model:
     input:
         # Existing files only (none before a download): replaced files rerun it (mtime).
         checkpoint_inputs,
     output:
-        f"{OUT}/provenance/checkpoint.json",
+        str(LAYOUT.checkpoint_provenance()),
     log:
-        f"{OUT}/logs/checkpoint.log",
+        str(LAYOUT.log("provide_model")),
     conda:
         "../../envs/fishflow.yaml"
     params:
@@ -16,4 +16,4 @@ rule checkpoint:
         files=checkpoint_paths(),
         settings=SETTINGS,
     script:
-        "../scripts/checkpoint.py"
+        "../scripts/provide_model.py"
