@@ -89,27 +89,6 @@ def test_gpu_batch_job_is_accounted(slurm_cluster, tmp_path):
     assert output.read_text() == "CUDA_VISIBLE_DEVICES=0\n"
 
 
-def test_gpu_job_array_tasks_each_hold_a_gpu(slurm_cluster, tmp_path):
-    # The Slurm profile submits batches as job arrays: one sbatch call, a GPU per task.
-    script = 'echo "$SLURM_ARRAY_TASK_ID $SLURM_JOB_ID CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"'
-    array = run(
-        ["sbatch", "--parsable", f"--account={slurm_cluster.account}"]
-        + [f"--partition={slurm_cluster.partition}", "--time=2", "--gpus=1", "--array=1-2"]
-        + [f"--output={tmp_path}/slurm-%A_%a.out", f"--wrap={script}"]
-    ).strip()
-    tasks = {}
-    for task in (1, 2):
-        job = f"{array}_{task}"
-        records = wait_for_job(array, done=job)
-        tasks[task] = records[job]
-        assert tasks[task]["State"] == "COMPLETED", records
-        assert "gres/gpu=1" in tasks[task]["AllocTRES"]
-        number, own_id, gpu = (tmp_path / f"slurm-{array}_{task}.out").read_text().split()
-        assert number == str(task) and gpu in {"CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"}
-        assert own_id == tasks[task]["JobIDRaw"]
-    assert tasks[1]["JobIDRaw"] != tasks[2]["JobIDRaw"]  # two Slurm jobs, one sbatch call
-
-
 def test_srun_step_inside_batch_job(slurm_cluster, tmp_path):
     # Works only with the configs at /etc/slurm: slurmd resets SLURM_CONF inside jobs.
     job_id, output = sbatch(slurm_cluster, tmp_path, "srun --ntasks=1 hostname -s")
