@@ -10,7 +10,6 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 from fishflow import layout
@@ -112,11 +111,6 @@ class ShardItems(Sequence):
     def __hash__(self) -> int:
         return hash(self._all())
 
-    def fingerprint(self) -> str:
-        """The shard's: `Plan.shard_fingerprint`'s digest, from the same bytes."""
-        pairs = _json([(row.id, row.text) for row in self._rows])
-        return hashlib.sha256(f"{self._maker.head}{pairs}]".encode()).hexdigest()
-
     def __reduce__(self):
         # The job receives the recipe, not the items: a smaller pickle in its script preamble.
         return (ShardItems, (self._maker, self._rows))
@@ -124,16 +118,13 @@ class ShardItems(Sequence):
 
 @dataclass(frozen=True)
 class Shard:
-    """A shard's items and fingerprint, both made when the job reads them."""
+    """A shard's items (made when the job reads them) and its fingerprint."""
 
     lang: str
     voice: str
     name: str
     items: ShardItems
-
-    @cached_property
-    def fingerprint(self) -> str:
-        return self.items.fingerprint()
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -321,6 +312,8 @@ class Plan:
             voice=voice,
             name=name,
             items=ShardItems(self.item_maker(lang, voice), rows),
+            # Computed once per plan: the batch's params asked for it already.
+            fingerprint=self.shard_fingerprint(lang, voice, name),
         )
 
     def item_count(self) -> int:

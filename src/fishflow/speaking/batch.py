@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fishflow import atomic
@@ -65,7 +65,6 @@ class ShardWork:
     records: dict[str, ItemRecord]
     todo: list[Item]
     error: str | None = None
-    outstanding: set[str] = field(default_factory=set)
 
     @property
     def tag(self) -> str:
@@ -158,7 +157,8 @@ class BatchJob:
             check = check_wav(data, item.text, self.limits)
             if check.ok:
                 self.partial.mkdir(parents=True, exist_ok=True)
-                atomic.write_bytes(self.layout.out / item.wav, data, tmp_dir=self.partial)
+                wav = self.layout.wav(item.lang, item.voice, item.id)
+                atomic.write_bytes(wav, data, tmp_dir=self.partial)
                 return ItemRecord(
                     **common,
                     status="ok",
@@ -324,7 +324,7 @@ class BatchJob:
                 "started_at": self.started_at,
                 "finished_at": time.time(),
                 "items_spoken": spoken,
-                # None: everything was done already, no server was started.
+                # None: no server ran (nothing was left to speak, or they failed to start).
                 "servers": servers.record() if servers is not None else None,
             },
         )
