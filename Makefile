@@ -8,10 +8,10 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lint format clean gpu-wheels
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml envs/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
