@@ -81,7 +81,9 @@ def test_three_replicas_give_the_audio_of_one_server_asking_once_per_item(projec
     single = digests(project)
     assert len(single) == ITEMS
 
-    three = with_replicas(project, tmp_path, "three", replicas=3)
+    # A second per request, so that no two replicas finish a batch before the third is ready
+    # (the pool speaks as soon as one replica is up; a batch here is 10 items).
+    three = with_replicas(project, tmp_path, "three", replicas=3, demo={"latency_s": 1.0})
     assert_ok(three.run())
     assert digests(three) == single
     requested = Counter((r["reference_id"], r["text"]) for r in three.tts_requests())

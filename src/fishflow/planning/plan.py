@@ -37,6 +37,18 @@ class Item:
     text: str
     seed: int
     fingerprint: str
+    # Seeds a reviewer rejected (fishflow browse marks): never spoken again for this item.
+    rejected_seeds: frozenset[int] = frozenset()
+
+    def seeds(self, base_seed: int) -> Iterator[int]:
+        """The item's seeds in the order they are tried (first take, then regenerations):
+        `item_seed` for attempt 0, 1, 2, ..., without the rejected ones."""
+        attempt = 0
+        while True:
+            seed = item_seed(base_seed, self.lang, self.voice, self.id, attempt)
+            if seed not in self.rejected_seeds:
+                yield seed
+            attempt += 1
 
     @property
     def wav(self) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from fishflow import atomic
 from fishflow.errors import FishflowError, PermanentError, Unreachable
 from fishflow.layout import Layout
-from fishflow.planning.plan import GENERATION_KEYS, Batch, Item, Shard, item_seed
+from fishflow.planning.plan import GENERATION_KEYS, Batch, Item, Shard
 from fishflow.planning.summary import write_tally
 from fishflow.records import SERVERS_SCHEMA, ItemRecord, ShardRecord, is_done
 from fishflow.serving.backends import get_backend
@@ -133,8 +133,9 @@ class BatchJob:
         }
         attempts = 0
         started = time.monotonic()
-        for check_try in range(self.limits["retries"] + 1):
-            seed = item_seed(self.base_seed, item.lang, item.voice, item.id, check_try)
+        seeds = item.seeds(self.base_seed)
+        for _ in range(self.limits["retries"] + 1):
+            seed = next(seeds)
             try:
                 data, used = with_retries(
                     lambda seed=seed: self._tts(tts_payload(item, seed, self.params)),
