@@ -90,6 +90,8 @@ class DemoBackend:
         ]
         if demo["fail_pattern"]:
             args += ["--fail-pattern", demo["fail_pattern"]]
+        if demo["wrong_voice_pattern"]:
+            args += ["--wrong-voice-pattern", demo["wrong_voice_pattern"]]
         return Launch(
             keyed_command(sys.executable, "fishflow.serving.demo_server", args), key_env(api_key)
         )
