@@ -100,7 +100,8 @@ def test_gates_off_give_no_share_and_mos_where_measured():
 def test_kept_items_flagged_by_a_gate_and_failed_counts_by_gate():
     items = [
         item(similarity=0.5, gate="similarity"),  # kept and flagged (quality.keep_failed)
-        item(status="failed", reason="quality:similarity", similarity=0.4),
+        # The best take of an item that failed: not kept, so not counted as flagged.
+        item(status="failed", reason="quality:similarity", similarity=0.4, gate="similarity"),
         item(status="failed", reason="quality:lead_silence"),
         {**item(status="failed", reason="validation:too_short"), "scores": None, "takes": None},
     ]

@@ -57,7 +57,11 @@ def figures(items: list[dict], gates: dict) -> dict:
         if item["status"] == "failed" and (item["reason"] or "").startswith(QUALITY_REASON)
     ]
     # Kept although a gate failed them (quality.keep_failed): spoken, flagged with the gate.
-    flagged = [item["scores"]["gate"] for item in items if (item.get("scores") or {}).get("gate")]
+    flagged = [
+        item["scores"]["gate"]
+        for item in items
+        if item["status"] == "ok" and (item.get("scores") or {}).get("gate")
+    ]
     figures = {"judged": len(scores)}
     for key, fails in GATED.items():
         figures[key] = distribution(_measured(scores, key), gates.get(key), fails)

@@ -362,13 +362,13 @@ def _sample(item: dict, out: Path) -> str:
     wav = base64.b64encode((out / item["path"]).read_bytes()).decode("ascii")
     scores = item["scores"] or {}
     measured = [
-        f"{label} {text}"
-        for label, value, text in (
-            ("WER", scores.get("wer"), percent(scores.get("wer"), 1)),
-            ("CER", scores.get("cer"), percent(scores.get("cer"), 1)),
-            ("SIM", scores.get("similarity"), fixed(scores.get("similarity"), 3)),
+        f"{label} {shown(scores[key])}"
+        for key, label, shown in (
+            ("wer", "WER", lambda v: percent(v, 1)),
+            ("cer", "CER", lambda v: percent(v, 1)),
+            ("similarity", "SIM", lambda v: fixed(v, 3)),
         )
-        if value is not None
+        if scores.get(key) is not None
     ]
     heard = f"<br><small>{escape(' · '.join(measured))}</small>" if measured else ""
     return (
