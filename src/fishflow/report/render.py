@@ -241,17 +241,16 @@ def speed_section(page: Page) -> Section:
         _timing("audio_min_per_gpu_hour", "audio min / GPU-h"),
     ]
     # The judge's seconds per judged take, by step, where it ran.
-    judge = report["total"]["timing"]["judge_s"]
+    judge = [step for step, s in report["total"]["timing"]["judge_s"].items() if s is not None]
     columns += [
         Column(f"judge {step} s", lambda row, s=step: significant(row["timing"]["judge_s"][s]))
-        for step, seconds in judge.items()
-        if seconds is not None
+        for step in judge
     ]
     rows = report["rows"] + [report["total"]]
     note = (
         '<p class="note">RTF and throughput exclude server start-up '
         f"({significant(report['timing']['server_startup_s'])} s in total, below); latency is "
-        "per request; judge seconds are the mean per judged take.</p>"
+        "per request" + ("; judge seconds are the mean per judged take" if judge else "") + ".</p>"
     )
     body = table("figures", columns, rows, total_class) + note
     return Section("speed", "Speed per language and voice", body)
