@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 
 from fishflow.report import plots
+from fishflow.report.stats import FIRST_AUDIO_PERCENTILES
 
 # Audio samples per language × voice, embedded as data URIs: the shortest and the median text,
 # enough to listen to each voice without making the page tens of megabytes.
@@ -60,6 +61,30 @@ def figures_table(rows: list[dict]) -> str:
         cells += [_cell(row["failures"]), _cell(row["validation"])]
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table id="figures"><tr>{"".join(head)}</tr>{"".join(body)}</table>'
+
+
+def first_audio_section(rows: list[dict]) -> str:
+    """TTFB and TTFA percentiles per language × voice where answers were streamed
+    (server.streaming), beside the generation seconds of the same items; else one sentence."""
+    measured = [row for row in rows if row["timing"]["first_audio"]]
+    if not measured:
+        return (
+            '<p id="first-audio">Time to first audio not measured: no answer was streamed '
+            "(server.streaming: true measures it).</p>"
+        )
+    columns = [("items", "items")]
+    for key, label in (("ttfb", "TTFB"), ("ttfa", "TTFA"), ("generation", "generation")):
+        columns += [(f"{key}_p{p}_s", f"{label} p{p} s") for p in FIRST_AUDIO_PERCENTILES]
+    columns.append(("ttfa_share_p50", "TTFA / generation p50"))
+    head = '<th class="l">language</th><th class="l">voice</th>'
+    head += "".join(f"<th>{escape(label)}</th>" for _, label in columns)
+    body = "".join(
+        f'<tr><td class="l">{escape(row["lang"])}</td><td class="l">{escape(row["voice"])}</td>'
+        + "".join(_cell(row["timing"]["first_audio"][key]) for key, _ in columns)
+        + "</tr>"
+        for row in measured
+    )
+    return f'<table id="first-audio"><tr>{head}</tr>{body}</table>'
 
 
 def key_value_table(table_id: str, pairs: list[tuple[str, object]]) -> str:
@@ -190,6 +215,8 @@ def render_html(report: dict, items: list[dict], out: Path) -> str:
 ({timing["server_startup_s"]} s in total, below).</p>
 <h2>Per language and voice</h2>
 {figures_table(report["rows"] + [report["total"]])}
+<h2>Time to first audio</h2>
+{first_audio_section(report["rows"] + [report["total"]])}
 <h2>Server starts</h2>
 {servers_table(timing["servers"])}
 <h2>GPU use per generation job</h2>
