@@ -786,19 +786,21 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()  # sent now: a streamed body is made after its headers went out
+        streamed = None
         if response.stream is not None:
-            body = self.server.app.stream_body(response)
-            if body is None:
-                self.close_connection = True  # before the last chunk: the client sees a cut stream
-            else:
-                response.body = body
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body) if body else b"")
-                self.wfile.write(b"0\r\n\r\n")
-        else:
-            self.wfile.write(response.body)
-        self.wfile.flush()
+            streamed = self.server.app.stream_body(response)
+            response.body = streamed or b""
+        # Logged before the answer's last bytes go out: a client that has it finds its line.
         if self.server.request_log is not None:
             self.server.request_log.write(self.log_entry(req, response, time.monotonic() - start))
+        if response.stream is None:
+            self.wfile.write(response.body)
+        elif streamed is None:
+            self.close_connection = True  # before the last chunk: the client sees a cut stream
+        else:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(streamed), streamed) if streamed else b"")
+            self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     @staticmethod
     def log_entry(req: Request, response: Response, seconds: float) -> dict:
