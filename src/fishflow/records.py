@@ -27,6 +27,8 @@ METADATA_FIELDS = (
     "seed",
     "parameters",
     "generation_s",
+    "ttfb_s",
+    "ttfa_s",
     "attempts",
     "backend",
 )
@@ -40,6 +42,8 @@ CSV_FIELDS = (
     "text_chars",
     "duration_s",
     "generation_s",
+    "ttfb_s",
+    "ttfa_s",
     "attempts",
     "takes",
     "wer",
@@ -77,6 +81,10 @@ class ItemRecord:
     sha256: str | None = None
     parameters: dict | None = None
     generation_s: float | None = None
+    # Time to first byte and to first audio of the answer kept (server.streaming); None: fetched
+    # whole, not measured.
+    ttfb_s: float | None = None
+    ttfa_s: float | None = None
     reason: str | None = None
     last_error: str | None = None
 

@@ -104,3 +104,9 @@ def test_with_retries_counts_attempts():
         return outcome
 
     assert with_retries(flaky, retries=3, backoff_s=0) == (b"RIFF", 3)
+
+
+def test_a_streamed_answer_must_be_audio(serve):
+    client = serve(200, "text/html", b"<html>proxy login</html>")
+    with pytest.raises(PermanentError, match="not audio"):
+        client.tts_streamed({"text": "x"})

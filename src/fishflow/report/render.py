@@ -16,6 +16,7 @@ from fishflow.report import plots
 from fishflow.report.html import KEY, Column, Page, Section, card, table, total_class
 from fishflow.report.numbers import NOT_MEASURED, duration, fixed, percent, significant
 from fishflow.report.published import BenchmarkRow, for_language
+from fishflow.report.stats import FIRST_AUDIO_PERCENTILES
 
 # Audio samples per language × voice, embedded as data URIs: the shortest and the median text,
 # enough to listen to each voice without making the page tens of megabytes.
@@ -281,6 +282,30 @@ def servers_section(page: Page) -> Section:
     )
 
 
+def first_audio_section(page: Page) -> Section:
+    """TTFB and TTFA percentiles per language × voice where answers were streamed
+    (server.streaming), beside the generation seconds of the same items; else one sentence."""
+    rows = [r for r in page.report["rows"] + [page.report["total"]] if r["timing"]["first_audio"]]
+    title = "Time to first audio"
+    if not rows:
+        body = (
+            '<p id="first-audio">Time to first audio not measured: no answer was streamed '
+            "(server.streaming: true measures it).</p>"
+        )
+        return Section("first-audio", title, body)
+    columns = [*KEY, Column("items", lambda row: str(row["timing"]["first_audio"]["items"]))]
+    for key, label in (("ttfb", "TTFB"), ("ttfa", "TTFA"), ("generation", "generation")):
+        columns += [
+            _first_audio(f"{key}_p{p}_s", f"{label} p{p} s") for p in FIRST_AUDIO_PERCENTILES
+        ]
+    columns.append(_first_audio("ttfa_share_p50", "TTFA / generation p50"))
+    return Section("first-audio", title, table("first-audio", columns, rows, total_class))
+
+
+def _first_audio(key: str, label: str) -> Column:
+    return Column(label, lambda row: significant(row["timing"]["first_audio"][key]))
+
+
 def gpu_section(page: Page) -> Section:
     return Section("gpu", "GPU use per generation job", gpu_table(page.report["timing"]["jobs"]))
 
@@ -425,6 +450,7 @@ SECTIONS: tuple[Callable[[Page], Section | None], ...] = (
     quality_section,
     published_section,
     speed_section,
+    first_audio_section,
     failures_section,
     servers_section,
     gpu_section,

@@ -11,6 +11,7 @@ import numpy as np
 from fishflow.report import quality
 
 PERCENTILES = (50, 95, 99)
+FIRST_AUDIO_PERCENTILES = (50, 90, 99)
 
 
 def _timing(ok: list[dict], audio_s: float) -> dict:
@@ -25,7 +26,25 @@ def _timing(ok: list[dict], audio_s: float) -> dict:
     timing["rtf"] = round(generation_s / audio_s, 4) if audio_s > 0 else None
     timing["items_per_min"] = round(len(ok) * 60 * per_s, 3) if per_s else None
     timing["audio_min_per_gpu_hour"] = round(audio_s / 60 * 3600 * per_s, 3) if per_s else None
+    timing["first_audio"] = first_audio(ok)
     return timing
+
+
+def first_audio(ok: list[dict]) -> dict | None:
+    """Percentiles of the time to first byte and to first audio of the items fetched streamed
+    (server.streaming), beside their generation seconds; None: no item was (not measured)."""
+    streamed = [item for item in ok if item.get("ttfa_s") is not None]
+    if not streamed:
+        return None
+    figures: dict = {"items": len(streamed)}
+    for key in ("ttfb", "ttfa", "generation"):
+        values = [item[f"{key}_s"] for item in streamed]
+        for p in FIRST_AUDIO_PERCENTILES:
+            figures[f"{key}_p{p}_s"] = round(float(np.percentile(values, p)), 4)
+    # How early the audio starts within the item's time: 1.0 means only at the end.
+    shares = [item["ttfa_s"] / item["generation_s"] for item in streamed if item["generation_s"]]
+    figures["ttfa_share_p50"] = round(float(np.median(shares)), 3) if shares else None
+    return figures
 
 
 def row(lang: str, voice: str, items: list[dict], gates: dict) -> dict:

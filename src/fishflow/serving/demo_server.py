@@ -30,6 +30,7 @@ import threading
 import time
 import traceback
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -102,10 +103,10 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict = field(default_factory=dict)
-    # A streamed body: sent with chunked transfer encoding, as the real server's streaming one.
-    chunked: bool = False
-    # Emulates a streaming response whose generator fails: 200 headers, then a cut connection.
-    abort: bool = False
+    # A streamed body, made after the headers are sent (the real server generates only then) and
+    # sent chunked; where making it fails, the connection is cut, as when the real server's
+    # generator raises after its 200 headers.
+    stream: Callable[[], bytes] | None = None
 
 
 def json_response(obj: Any, status: int = 200) -> Response:
@@ -623,22 +624,37 @@ class DemoApp:
         params = validate(data, TTS_FIELDS, "ServeTTSRequest")
         if params["streaming"] and params["format"] != "wav":
             raise HTTPError(400, "Streaming only supports WAV format")
-        time.sleep(self.config.latency_s)
-        try:
-            samples = self.synthesize(params, data.get("language"))
-        except HTTPError:
-            if params["streaming"]:
-                return Response(200, content_type="audio/wav", abort=True)
-            raise
         headers = {"Content-Disposition": f"attachment; filename=audio.{params['format']}"}
-        if params["streaming"]:  # the real server drops the WAV header it builds
-            return Response(200, samples.tobytes(), "audio/wav", headers, chunked=True)
+        language = data.get("language")
+        if params["streaming"]:
+            # The real server drops the WAV header it builds: the body is the samples alone, in
+            # one chunk (it streams one segment per request for text without speaker tags).
+            def pcm() -> bytes:
+                return self.speak(params, language).tobytes()
+
+            return Response(200, content_type="audio/wav", headers=headers, stream=pcm)
+        samples = self.speak(params, language)
         try:
             body = encode_audio(samples, params["format"])
         except Exception:
             raise HTTPError(500, FAILED_TTS) from None
         content_type = CONTENT_TYPES.get(params["format"], "application/octet-stream")
         return Response(200, body, content_type, headers)
+
+    def speak(self, params: dict, language_hint: Any) -> np.ndarray:
+        time.sleep(self.config.latency_s)  # the model's time: after a stream's headers
+        return self.synthesize(params, language_hint)
+
+    def stream_body(self, response: Response) -> bytes | None:
+        """A streamed response's body, made one request at a time like every handler; None
+        where making it failed."""
+        with self.lock:
+            try:
+                return response.stream()
+            except Exception as exc:
+                if not isinstance(exc, HTTPError):
+                    traceback.print_exc()
+                return None
 
     def synthesize(self, params: dict, language_hint: Any) -> np.ndarray:
         pattern = self.config.fail_pattern
@@ -806,22 +822,26 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", response.content_type)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        if response.chunked or response.abort:
+        if response.stream is not None:
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if response.abort:
-            self.close_connection = True  # before the last chunk: the client sees a cut stream
-        elif response.chunked:
-            body = response.body
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body) if body else b"")
-            self.wfile.write(b"0\r\n\r\n")
-        else:
-            self.wfile.write(response.body)
-        self.wfile.flush()
+        self.end_headers()  # sent now: a streamed body is made after its headers went out
+        streamed = None
+        if response.stream is not None:
+            streamed = self.server.app.stream_body(response)
+            response.body = streamed or b""
+        # Logged before the answer's last bytes go out: a client that has it finds its line.
         if self.server.request_log is not None:
             self.server.request_log.write(self.log_entry(req, response, time.monotonic() - start))
+        if response.stream is None:
+            self.wfile.write(response.body)
+        elif streamed is None:
+            self.close_connection = True  # before the last chunk: the client sees a cut stream
+        else:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(streamed), streamed) if streamed else b"")
+            self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     @staticmethod
     def log_entry(req: Request, response: Response, seconds: float) -> dict:

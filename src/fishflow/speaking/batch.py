@@ -33,7 +33,7 @@ from fishflow.planning.plan import GENERATION_KEYS, Batch, Item, Shard
 from fishflow.planning.summary import write_tally
 from fishflow.records import SERVERS_SCHEMA, ItemRecord, ShardRecord, is_done
 from fishflow.serving.backends import get_backend
-from fishflow.serving.client import with_retries
+from fishflow.serving.client import StreamedWav, with_retries
 from fishflow.serving.replicas import Replicas
 from fishflow.speaking import lifeline
 from fishflow.speaking.audio import check_wav
@@ -113,10 +113,14 @@ class BatchJob:
 
     # -- speaking one item ---------------------------------------------------------------------
 
-    def _tts(self, payload: dict) -> bytes:
+    def _tts(self, payload: dict) -> tuple[bytes, StreamedWav | None]:
+        """The WAV, and with server.streaming its streamed answer's timings."""
         with self.pool.slot() as client:
             try:
-                return client.tts(payload)
+                if self.server["streaming"]:
+                    streamed = client.tts_streamed(payload)
+                    return streamed.wav, streamed
+                return client.tts(payload), None
             except Unreachable:
                 self.pool.unreachable_at(client.url)  # the retry goes to another replica
                 raise
@@ -137,7 +141,7 @@ class BatchJob:
         for _ in range(self.limits["retries"] + 1):
             seed = next(seeds)
             try:
-                data, used = with_retries(
+                (data, streamed), used = with_retries(
                     lambda seed=seed: self._tts(tts_payload(item, seed, self.params)),
                     self.server["retries"],
                     self.server["backoff_s"],
@@ -172,6 +176,8 @@ class BatchJob:
                     sha256=hashlib.sha256(data).hexdigest(),
                     parameters=self.params,
                     generation_s=round(time.monotonic() - started, 4),
+                    ttfb_s=streamed.ttfb_s if streamed else None,
+                    ttfa_s=streamed.ttfa_s if streamed else None,
                 )
             log.warning("%s: audio failed its checks (%s: %s)", item.id, check.reason, check.detail)
         return ItemRecord(
