@@ -104,6 +104,19 @@ def test_s2_model_id_differs_from_s1_and_follows_the_files(tmp_path):
     assert backend.model_id(fish_config(tmp_path / "s2")) != s2_id
 
 
+def test_streaming_names_other_audio_on_s2_only(tmp_path):
+    """3dd1f85 streams truncated samples where its file floors them; d3df505 streams the file's."""
+    backend = FishSpeechBackend()
+    write_checkpoint(tmp_path / "s1" / "ckpt")
+    write_checkpoint(tmp_path / "s2" / "ckpt", names=(*S2_COMMON, "model.pth"))
+    for folder, changes in (("s1", False), ("s2", True)):
+        server = fish_config(tmp_path / folder)
+        plain = backend.model_id(server)
+        streamed = backend.model_id({**server, "streaming": True})
+        assert (streamed != plain) is changes
+        assert streamed.startswith(plain)
+
+
 def test_an_absent_folder_takes_the_generation_of_the_repo_to_download(tmp_path):
     backend = FishSpeechBackend()
     s2 = fish_config(tmp_path, download=True, download_repo="fishaudio/s2-pro")

@@ -118,8 +118,16 @@ class FishSpeechBackend:
         precision = "fp16" if fish["half"] else "bf16"
         compiled = "compile" if fish["compile"] else "eager"
         name = Path(fish["checkpoint_dir"]).name
-        prefix = MODEL_ID_PREFIXES[generation(fish)]
-        return f"{prefix}/{name}/{sizes[:12]}/{fish['device']}/{precision}/{compiled}"
+        gen = generation(fish)
+        model_id = (
+            f"{MODEL_ID_PREFIXES[gen]}/{name}/{sizes[:12]}/{fish['device']}/{precision}/{compiled}"
+        )
+        # The S2-era server's stream truncates float samples where its WAV file floors them
+        # (about 2 % of samples one step apart, benchmarks/RESULTS.md): there, streaming makes
+        # other audio, so it names it. S1-era streams are the file's samples exactly.
+        if gen == S2 and server.get("streaming"):
+            model_id += "/streamed"
+        return model_id
 
     def preflight(self, server: dict) -> None:
         """Fail at planning time, before any GPU time, on a missing environment or checkpoint."""
