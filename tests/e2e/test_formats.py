@@ -48,7 +48,7 @@ def test_card_front_matter_has_a_config_per_language(run):
     card = (run.out / "README.md").read_text()
     front = front_matter(card)
     assert [config["config_name"] for config in front["configs"]] == list(LANGUAGES)
-    assert front["license"] == "unknown" and "set `license:`" in card
+    assert front["license"] == "unknown" and "Set `dataset.license`" in card
     for config in front["configs"]:
         lang = config["config_name"]
         [files] = config["data_files"]
@@ -143,3 +143,8 @@ def test_lhotse_export_without_lhotse_says_how_to_install(run, monkeypatch, caps
     assert cli.main(["export", "lhotse", str(run.out), "--to", str(run.root / "none")]) == 2
     assert "pip install 'fishflow[lhotse]'" in capsys.readouterr().err
     assert not (run.root / "none").exists()
+
+
+def test_lhotse_export_of_a_language_the_run_lacks_names_what_it_has(run, capsys):
+    assert cli.main(["export", "lhotse", str(run.out), "--lang", "fr"]) == 2
+    assert "no metadata_<lang>.jsonl for fr (found: de, en)" in capsys.readouterr().err

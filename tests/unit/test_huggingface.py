@@ -68,8 +68,9 @@ def test_late_scores_load_because_the_card_declares_the_types(tmp_path, hf_datas
     atomic.write_jsonl(layout.metadata("en"), rows)
     atomic.write_jsonl(layout.failed("en"), [])
     write_summary([layout.metadata("en")], [layout.failed("en")], layout.summary())
-    write_dataset(out, ["en"], layout.summary(), "f" * 64)
+    write_dataset(out, ["en"], layout.summary(), "f" * 64, "cc-by-4.0")
     assert layout.dataset_metadata("en").stat().st_size > 10 << 20
+    assert "license: cc-by-4.0\n" in layout.dataset_card().read_text()
 
     ds = hf_datasets.load_dataset(str(out), "en", split="train", cache_dir=str(tmp_path / "c"))
     assert len(ds) == 6000 and ds[0]["scores"] is None

@@ -13,5 +13,6 @@ rule dataset:
         "../../envs/fishflow.yaml"
     params:
         languages=LANGUAGES,
+        license=config["dataset"]["license"],
     script:
         "../scripts/dataset.py"

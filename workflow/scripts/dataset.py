@@ -11,5 +11,6 @@ rulekit.run(
         list(snakemake.params.languages),
         Path(snakemake.input.summary),
         config_sha256(snakemake.config),
+        snakemake.params.license,
     ),
 )

@@ -11,6 +11,7 @@ in the first ~20k rows and set later fails the whole load (observed with dataset
 from __future__ import annotations
 
 import json
+import posixpath
 import typing
 from collections.abc import Iterable
 from pathlib import Path
@@ -120,37 +121,40 @@ def _feature(kind: Type) -> dict:
     return {"dtype": kind}
 
 
-def dataset_rows(rows: list[dict], lang: str) -> list[dict]:
-    """Manifest rows as `datasets` reads them: every field, and the WAV relative to
-    `audio/<lang>/metadata.jsonl` as `file_name` instead of `path`."""
-    folder = f"audio/{lang}/"
+def dataset_rows(rows: list[dict], folder: str) -> list[dict]:
+    """Manifest rows as `datasets` reads them: every field, and the WAV relative to the metadata's
+    `folder` (relative to the output folder) as `file_name` instead of `path`."""
+    prefix = f"{folder}/"
     out = []
     for row in rows:
         path = row[_REPLACED]
-        if not path.startswith(folder):
-            raise FishflowError(f"{lang}: item {row['id']!r} has its WAV outside {folder}: {path}")
+        if not path.startswith(prefix):
+            raise FishflowError(f"item {row['id']!r} has its WAV outside {folder}: {path}")
         fields = {key: value for key, value in row.items() if key != _REPLACED}
-        out.append({"file_name": path[len(folder) :], **fields})
+        out.append({"file_name": path[len(prefix) :], **fields})
     return out
 
 
-def config_entry(lang: str, types: dict[str, Type]) -> dict:
+def config_entry(lang: str, metadata: str, types: dict[str, Type]) -> dict:
+    """A language's config: its metadata (`metadata`, relative to the output folder), the WAVs
+    beside it, and the columns' types."""
     columns = [{"name": "audio", "dtype": "audio"}] + [
         {"name": name, **_feature(kind)} for name, kind in types.items() if name != "file_name"
     ]
+    wavs = f"{posixpath.dirname(metadata)}/**/*.wav"
     return {
         "config_name": lang,
-        "data_files": [
-            {"split": "train", "path": [f"audio/{lang}/metadata.jsonl", f"audio/{lang}/**/*.wav"]}
-        ],
+        "data_files": [{"split": "train", "path": [metadata, wavs]}],
         "features": columns,
     }
 
 
-def card_text(configs: list[dict], summary: dict, backends: list[str], config_sha256: str) -> str:
+def card_text(
+    configs: list[dict], summary: dict, backends: list[str], config_sha256: str, license: str
+) -> str:
     """The dataset card: front matter for `datasets` and the Hub, then what the folder holds."""
     front = {
-        "license": "unknown",
+        "license": license,
         "language": [config["config_name"] for config in configs],
         "task_categories": ["text-to-speech"],
         "tags": ["synthetic", "fishflow"],
@@ -198,21 +202,33 @@ To upload, `work/` and `logs/` (fishflow's own state) can be left out.
 
 ## Licence
 
-Not set: the front matter says `license: unknown`. The rights to the input texts and to the
-reference voices decide it; set `license:` before sharing this dataset.
+{_licence_text(license)}
 """
     return f"---\n{yaml.safe_dump(front, sort_keys=False, allow_unicode=True)}---\n{body}"
 
 
-def write_dataset(out: Path, languages: list[str], summary: Path, config_sha256: str) -> None:
+def _licence_text(license: str) -> str:
+    if license != "unknown":
+        return f"`{license}`, as the run's config (`dataset.license`) says."
+    return (
+        "Not set (`license: unknown`): the rights to the input texts and to the reference\n"
+        "voices decide it. Set `dataset.license` in the run's config before sharing this dataset\n"
+        "(each run writes this card anew)."
+    )
+
+
+def write_dataset(
+    out: Path, languages: list[str], summary: Path, config_sha256: str, license: str
+) -> None:
     """Per language the rows for `datasets`, then the card that names them."""
     layout = Layout(out)
     configs, backends = [], set()
     for lang in languages:
-        rows = dataset_rows(atomic.read_jsonl(layout.metadata(lang)), lang)
+        metadata = layout.dataset_metadata(lang).relative_to(layout.out).as_posix()
+        rows = dataset_rows(atomic.read_jsonl(layout.metadata(lang)), posixpath.dirname(metadata))
         backends.update(row["backend"] for row in rows)
-        configs.append(config_entry(lang, column_types(rows)))
+        configs.append(config_entry(lang, metadata, column_types(rows)))
         atomic.write_jsonl(layout.dataset_metadata(lang), rows)
     summary_data = json.loads(Path(summary).read_text(encoding="utf-8"))
-    text = card_text(configs, summary_data, sorted(backends), config_sha256)
+    text = card_text(configs, summary_data, sorted(backends), config_sha256, license)
     atomic.write_text(layout.dataset_card(), text)
