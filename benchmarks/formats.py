@@ -5,7 +5,7 @@ and `fishflow export lhotse`, on a synthetic finished run.
 
 The finished run is synthetic, built in .cache/benchmarks/formats/<items>/: manifests as the
 merge rule writes them (every field, plus the quality judge's `scores` and `takes` filled in as
-issue 13's contract has them), and per item a hard link to one 0.5 s WAV at its layout path
+issue 13's contract has them), and per item a hard link to its voice's 0.5 s WAV at its layout path
 (so Lhotse reads a real header per item, from the page cache; a cold file system is slower).
 Each step runs as its own process, timed with its imports; the `dataset` rule's Snakemake
 overhead is not included.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 import common
@@ -55,14 +56,15 @@ def build(items: int, langs: list[str], voices: int) -> Layout:
     if marker.is_file():
         return layout
     common.fresh_dir(layout.out)
-    source = layout.out.parent / "one.wav"
-    soundfile.write(source, np.zeros(22050, dtype=np.int16), 44100, subtype="PCM_16")
     per_voice = items // (len(langs) * voices)
     for lang in langs:
         rows = []
         for v in range(voices):
             voice = f"voice{v + 1:02d}"
             layout.wav(lang, voice, "x").parent.mkdir(parents=True)
+            # One WAV per voice: a file system allows only so many links to one file (ext4: 65k).
+            source = layout.out.parent / f"{lang}-{voice}.wav"
+            soundfile.write(source, np.zeros(22050, dtype=np.int16), 44100, subtype="PCM_16")
             for index in range(per_voice):
                 rows.append(row(lang, voice, index))
                 os.link(source, layout.out / rows[-1]["path"])
@@ -98,6 +100,7 @@ def main() -> None:
             "export lhotse --cuts": [*export, "--cuts"],
         }
         for step, command in steps.items():
+            shutil.rmtree(layout.lhotse(), ignore_errors=True)
             seconds, peak, _ = common.run(command, timeout=3600)
             if step.startswith("dataset"):
                 written = [layout.dataset_card()] + [layout.dataset_metadata(x) for x in langs]
