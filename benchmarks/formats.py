@@ -88,8 +88,9 @@ def main() -> None:
     common.header("fishflow output formats (dataset card + rows, export lhotse)")
     langs = ["de", "en", "fr", "ja", "zh"][: args.langs]
     python = sys.executable
-    print("| items | step | seconds | peak MiB | output MiB |")
-    print("| ---: | --- | ---: | ---: | ---: |")
+    # CPU seconds (of the step's process) beside wall seconds: on a shared machine they vary less.
+    print("| items | step | wall s | CPU s | peak MiB | output MiB |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
     for items in args.items:
         layout = build(items, langs, args.voices)
         out = layout.out
@@ -101,13 +102,17 @@ def main() -> None:
         }
         for step, command in steps.items():
             shutil.rmtree(layout.lhotse(), ignore_errors=True)
+            before = os.times()
             seconds, peak, _ = common.run(command, timeout=3600)
+            after = os.times()
+            cpu = sum(after[2:4]) - sum(before[2:4])  # children's user + system
             if step.startswith("dataset"):
                 written = [layout.dataset_card()] + [layout.dataset_metadata(x) for x in langs]
             else:
                 written = list(layout.lhotse().glob("*.jsonl.gz"))
             size = sum(path.stat().st_size for path in written) / 2**20
-            print(f"| {items} | {step} | {seconds:.1f} | {peak} | {size:.1f} |", flush=True)
+            figures = f"{seconds:.1f} | {cpu:.1f} | {peak} | {size:.1f}"
+            print(f"| {items} | {step} | {figures} |", flush=True)
 
 
 if __name__ == "__main__":
