@@ -30,6 +30,8 @@ def test_types_widen_over_rows_and_declared_ones_hold_when_every_value_is_none()
 def test_a_field_with_two_types_is_an_error_naming_it():
     with pytest.raises(FishflowError, match=r"'parameters.top_p'.*float64 and string"):
         column_types([{"parameters": {"top_p": 0.5}}, {"parameters": {"top_p": "high"}}])
+    with pytest.raises(FishflowError, match=r"'extra'.*string and \{'a': 'int64'\}"):
+        column_types([{"extra": "x"}, {"extra": {"a": 1}}])
 
 
 def spoken_rows(count: int, text: str) -> list[dict]:

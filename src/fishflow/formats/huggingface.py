@@ -84,7 +84,7 @@ def merge_types(a: Type | None, b: Type | None, where: str) -> Type | None:
         return {key: merge_types(a.get(key), b.get(key), f"{where}.{key}") for key in {**a, **b}}
     if isinstance(a, list) and isinstance(b, list):
         return [merge_types(a[0], b[0], f"{where}[]")]
-    if {a, b} == {"int64", "float64"}:
+    if isinstance(a, str) and isinstance(b, str) and {a, b} == {"int64", "float64"}:
         return "float64"
     raise FishflowError(f"metadata field {where!r} holds values of two types: {a} and {b}")
 
