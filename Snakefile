@@ -9,6 +9,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/speak.smk"
 include: "workflow/rules/merge.smk"
+include: "workflow/rules/dataset.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -17,6 +18,7 @@ localrules:
     provide_model,
     merge,
     summary,
+    dataset,
     report,
 
 

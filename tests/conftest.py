@@ -1,7 +1,9 @@
 """Shared pytest fixtures, and the split of the suite between two pytest-xdist workers."""
 
+import importlib
 import io
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +33,22 @@ def slurm_cluster() -> Iterator[ClusterInfo]:
     yield ensure_cluster()
     if started_here:
         stop_cluster()
+
+
+@pytest.fixture(scope="session")
+def hf_datasets(tmp_path_factory):
+    """The real `datasets` package, offline, its caches in a temp folder (it reads these
+    variables once, when first imported: no test may import it otherwise)."""
+    home = tmp_path_factory.mktemp("hf")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HOME", str(home))
+        patch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+        patch.setenv("HF_DATASETS_OFFLINE", "1")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        module = importlib.import_module("datasets")
+        assert module.config.HF_DATASETS_OFFLINE and module.config.HF_HUB_OFFLINE
+        assert Path(module.config.HF_DATASETS_CACHE).is_relative_to(home)
+        yield module
 
 
 class TwoGroups(LoadScopeScheduling):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fishflow.cluster import controller, status
 from fishflow.errors import FishflowError
+from fishflow.formats import lhotse_export
 from fishflow.report import compare
 
 
@@ -57,6 +58,37 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_lhotse(args: argparse.Namespace) -> int:
+    written = lhotse_export.export(args.out, args.to, args.lang, args.cuts, args.relative)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _add_export(commands) -> None:
+    sub = commands.add_parser("export", help="the spoken items in another format")
+    formats = sub.add_subparsers(dest="format", required=True)
+    lhotse = formats.add_parser(
+        "lhotse",
+        help="Lhotse recordings and supervisions (and cuts), .jsonl.gz",
+        description=lhotse_export.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lhotse.add_argument("out", type=Path, help="the run's output_dir")
+    lhotse.add_argument(
+        "--lang", action="append", help="only this language (repeatable; default: all)"
+    )
+    lhotse.add_argument("--to", type=Path, help="where to write them (default: <out>/lhotse)")
+    lhotse.add_argument("--cuts", action="store_true", help="also write a CutSet per language")
+    lhotse.add_argument(
+        "--relative",
+        action="store_true",
+        help="audio paths relative to <out> (the folder can move; load with "
+        "with_path_prefix(<out>)) instead of absolute",
+    )
+    lhotse.set_defaults(handler=_export_lhotse)
+
+
 def _add_submit(commands) -> None:
     sub = commands.add_parser(
         "submit",
@@ -98,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("b", type=Path, help="report.json of run B")
     sub.set_defaults(handler=_compare)
     _add_submit(commands)
+    _add_export(commands)
     for name, handler, what in (
         ("status", _status, "what is done, running and failed, and the controller job"),
         ("cancel", _cancel, "cancel the controller and its generation jobs (finished work stays)"),

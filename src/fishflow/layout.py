@@ -50,6 +50,18 @@ class Layout:
     def summary(self) -> Path:
         return self.out / "summary.json"
 
+    def dataset_card(self) -> Path:
+        """The Hugging Face dataset card: its front matter makes the folder a dataset."""
+        return self.out / "README.md"
+
+    def dataset_metadata(self, lang: str) -> Path:
+        """A language's rows for `datasets` (audiofolder): its `file_name`s are relative to it."""
+        return self.out / "audio" / lang / "metadata.jsonl"
+
+    def lhotse(self) -> Path:
+        """Where `fishflow export lhotse` writes its manifests unless told otherwise."""
+        return self.out / "lhotse"
+
     def report(self, name: str) -> Path:
         """`index.html`, `report.json` or `items.csv`."""
         return self.out / "report" / name

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from fishflow import atomic
@@ -27,3 +29,16 @@ def test_corruption_before_the_last_line_is_an_error(tmp_path):
     path.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
     with pytest.raises(ValueError, match="j.jsonl:2: corrupt"):
         atomic.read_jsonl(path)
+
+
+def test_replacing_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "cuts.jsonl.gz"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic.replacing(path) as tmp:
+        assert tmp.name.endswith("-cuts.jsonl.gz") and tmp.parent == tmp_path
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer died")
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["cuts.jsonl.gz"]
+    with atomic.replacing(path) as tmp:
+        tmp.write_bytes(b"new")
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["cuts.jsonl.gz"]

@@ -43,7 +43,8 @@ def all_targets():
     return (
         language_manifests("metadata")
         + language_manifests("failed")
-        + [str(LAYOUT.summary())]
+        + [str(LAYOUT.summary()), str(LAYOUT.dataset_card())]
+        + [str(LAYOUT.dataset_metadata(lang)) for lang in LANGUAGES]
         + [
             str(LAYOUT.report(name))
             for name in ("index.html", "report.json", "items.csv")
