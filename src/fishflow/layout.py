@@ -54,6 +54,10 @@ class Layout:
         """`index.html`, `report.json` or `items.csv`."""
         return self.out / "report" / name
 
+    def marks(self) -> Path:
+        """A reviewer's marks (`fishflow browse`): items to speak again with their next seed."""
+        return self.out / "review" / "marks.jsonl"
+
     def checkpoint_provenance(self) -> Path:
         return self.out / "provenance" / "checkpoint.json"
 
