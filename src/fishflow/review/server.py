@@ -182,7 +182,6 @@ class Handler(BaseHTTPRequestHandler):
             {
                 "out": str(self.server.out),
                 **self.server.index.current().facets(),
-                "marks": len(self._marks()),
                 "figures": report["rows"] if report else None,
                 "summary": _read_json(layout.summary()),
                 "report": report is not None and layout.report("index.html").is_file(),
@@ -192,14 +191,15 @@ class Handler(BaseHTTPRequestHandler):
     def _items(self, params) -> None:
         query = _query(params)
         marks: dict[tuple[str, str, str], list[int]] = {}
-        for mark in self._marks():
+        every = self._marks()
+        for mark in every:
             marks.setdefault(mark.item, []).append(mark.seed)
         snapshot = self.server.index.current()
         total, lines = snapshot.select(query, {item_key(*item) for item in marks})
         rows = snapshot.read(lines)
         for row in rows:
             row["marks"] = sorted(set(marks.get((row["lang"], row["voice"], row["id"]), ())))
-        self._json({"total": total, "offset": query.offset, "rows": rows})
+        self._json({"total": total, "offset": query.offset, "rows": rows, "marks": len(every)})
 
     # -- marks -----------------------------------------------------------------------------------
 
