@@ -81,6 +81,10 @@ class Layout:
         """How a batch's job ran its servers: replicas, node, Slurm job, GPUs, start-up."""
         return self.out / "work" / "batches" / lang / f"{batch}.servers.json"
 
+    def browse_index(self) -> Path:
+        """`fishflow browse`'s index of the manifests, kept for its next start."""
+        return self.out / "work" / "browse" / "index.npz"
+
     def partial_wavs(self, lang: str, batch: str) -> Path:
         """Where a batch's WAVs are written before they are renamed into audio/: a job killed
         mid-write leaves its partial WAV here, and the batch's next job removes it."""

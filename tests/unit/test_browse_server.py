@@ -7,11 +7,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fishflow import atomic
 from fishflow.errors import FishflowError
 from fishflow.layout import Layout
+from fishflow.review.index import ManifestIndex, Query, smallest
 from fishflow.review.marks import read_marks
 from fishflow.review.server import BrowseServer
 from tests.helpers import write_wav
@@ -145,6 +147,7 @@ def test_filters_pages_and_scores(browse):
         "en/bob/b1",
     ]
     assert items(browse, score="similarity", worst="1", limit=2)[1] == ["en/bob/b2", "en/alice/a2"]
+    assert items(browse, score="cer", worst="1", limit=1) == (7, ["en/alice/a2"])  # of all 7
     assert items(browse, offset=5, limit=5) == (7, items(browse)[1][5:])
     status, _, body = call(browse, "/api/items", score="mos")
     assert status == 400 and b"score" in body
@@ -177,13 +180,47 @@ def test_marks_are_written_for_the_seed_heard_and_can_be_undone(browse):
     assert read_marks(marks) == [] and items(browse, status="marked") == (0, [])
 
 
-def test_a_rewritten_manifest_is_indexed_again(browse):
+def test_a_replaced_manifest_is_indexed_again(browse):
     layout = Layout(browse.out)
+    before = browse.index.current()
     rows = atomic.read_jsonl(layout.metadata("de"))
-    atomic.write_jsonl(layout.metadata("de"), rows + [spoken("de", "alice", "d3", 16)])
-    assert items(browse, lang="de", status="ok")[1] == ["de/bob/d1", "de/alice/d3"]
+    atomic.write_jsonl(layout.metadata("de"), [spoken("de", "alice", "d3", 16)] + rows)
+    assert items(browse, lang="de", status="ok")[1] == ["de/alice/d3", "de/bob/d1"]
+    # A page of the older snapshot reads the lines it indexed, not the new file's.
+    _, lines = before.select(Query(lang="de", status="ok"), set())
+    assert [row["id"] for row in before.read(lines)] == ["d1"]
 
 
 def test_no_such_output_folder(tmp_path):
     with pytest.raises(FishflowError, match="no such output folder"):
         BrowseServer(Path(tmp_path / "missing"))
+
+
+def test_the_next_browse_takes_the_cached_index_while_the_manifests_are_the_same(browse):
+    layout = Layout(browse.out)
+    assert browse.index.current().cached is False
+    assert layout.browse_index().is_file()
+    again = ManifestIndex(browse.out).current()
+    assert again.cached is True
+    first = browse.index.current()
+    query = Query(voice="bob", score="cer", worst_first=True)
+    assert again.read(again.select(query, set())[1]) == first.read(first.select(query, set())[1])
+    assert again.facets()["voices"] == ["alice", "bob"]
+    assert again.find("en", "bob", "b2")["seed"] == 14
+    # A changed manifest, or a cache that is not one, and the manifests are indexed again.
+    rows = atomic.read_jsonl(layout.failed("de"))
+    atomic.write_jsonl(layout.failed("de"), rows + [failed("de", "bob", "d9", "http_error")])
+    assert ManifestIndex(browse.out).current().cached is False
+    assert ManifestIndex(browse.out).current().cached is True
+    layout.browse_index().write_bytes(b"not an index")
+    fresh = ManifestIndex(browse.out).current()
+    assert fresh.cached is False and len(fresh) == 8
+
+
+def test_worst_first_pages_are_a_stable_sort_however_they_are_cut():
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 20, 500).astype(float)  # many ties
+    values[rng.integers(0, 500, 40)] = np.inf  # not measured
+    whole = np.argsort(values, kind="stable")
+    for count in (1, 7, 50, 499, 500, 900):
+        assert smallest(values, count).tolist() == whole[:count].tolist()

@@ -3,20 +3,29 @@
 over a million items is a handful of array operations and a page reads only its own lines.
 
 Built by one pass over the manifests (their lines parsed in blocks, one JSON call per block)
-and rebuilt when a manifest changes (a rerun's merge rewrites them).
+and rebuilt when a manifest changes (a rerun's merge replaces them). The columns are kept in
+`work/browse/index.npz` for the next `browse` of the same manifests: parsing a million lines
+takes seconds, loading the columns a fraction of one. A snapshot keeps its manifests open, so
+its pages read the files it indexed even after they were replaced.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
+import os
 import threading
 import time
+import weakref
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fishflow import atomic
 from fishflow.layout import Layout
 
 SCORES = ("cer", "wer", "similarity")
@@ -24,6 +33,7 @@ SCORES = ("cer", "wer", "similarity")
 WORSE_HIGH = {"cer": True, "wer": True, "similarity": False}
 STATUSES = ("ok", "failed")
 _BLOCK = 20_000  # lines per JSON call while indexing
+CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -43,9 +53,9 @@ class Query:
 class Codes:
     """Strings (voices, languages, reasons) as small integers."""
 
-    def __init__(self):
-        self.names: list[str] = []
-        self._codes: dict[str, int] = {}
+    def __init__(self, names: list[str] = ()):
+        self.names: list[str] = list(names)
+        self._codes: dict[str, int] = {name: code for code, name in enumerate(self.names)}
 
     def code(self, name: str) -> int:
         if (code := self._codes.get(name)) is None:
@@ -74,9 +84,30 @@ def _score(scores: dict | None, name: str) -> float:
     return float(value) if measured else math.nan
 
 
+def _close(handles: list) -> None:
+    for handle in handles:
+        handle.close()
+
+
+def _stamp(path: Path, stat: os.stat_result) -> tuple:
+    return (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
 def item_key(lang: str, voice: str, item_id: str) -> int:
-    """A line's item, as one integer to compare (confirmed against the line itself)."""
-    return hash((lang, voice, item_id))
+    """A line's item, as one integer to compare (the same in every process: it is cached)."""
+    digest = hashlib.blake2b(f"{lang}\0{voice}\0{item_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def smallest(values: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the `count` smallest values, in order, ties in position order: the first
+    pages of a sort without sorting all of a million values (a partition finds them)."""
+    if count < len(values):
+        kth = np.partition(values, count - 1)[count - 1]
+        candidates = np.flatnonzero(values <= kth)  # every tie of the last one too
+    else:
+        candidates = np.arange(len(values))
+    return candidates[np.lexsort((candidates, values[candidates]))][:count]
 
 
 class ManifestIndex:
@@ -86,7 +117,6 @@ class ManifestIndex:
     def __init__(self, out: Path):
         self.out = Path(out)
         self._lock = threading.Lock()
-        self._stamp: tuple | None = None
         self._snapshot: Snapshot | None = None
 
     def manifests(self) -> list[tuple[Path, str, str]]:
@@ -102,22 +132,35 @@ class ManifestIndex:
     def current(self) -> Snapshot:
         with self._lock:
             manifests = self.manifests()
-            stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p, _, _ in manifests)
-            if stamp != self._stamp:
-                self._snapshot, self._stamp = Snapshot(manifests), stamp
+            stamp = tuple(_stamp(path, os.stat(path)) for path, _, _ in manifests)
+            if self._snapshot is None or stamp != self._snapshot.stamp:
+                self._snapshot = Snapshot(manifests, Layout(self.out).browse_index())
             return self._snapshot
 
 
 class Snapshot:
     """The index of the manifests as they were when it was built."""
 
-    def __init__(self, manifests: list[tuple[Path, str, str]]):
+    def __init__(self, manifests: list[tuple[Path, str, str]], cache: Path):
         started = time.perf_counter()
-        self.files = [path for path, _, _ in manifests]
+        # Open for the snapshot's life (closed with it): a replaced manifest stays readable.
+        self.handles = [open(path, "rb") for path, _, _ in manifests]
+        weakref.finalize(self, _close, self.handles)
+        self.stamp = tuple(
+            _stamp(path, os.fstat(handle.fileno()))
+            for (path, _, _), handle in zip(manifests, self.handles, strict=True)
+        )
+        self.cached = self._load(cache)
+        if not self.cached:
+            self._build(manifests)
+            self._save(cache)
+        self.build_s = time.perf_counter() - started
+
+    def _build(self, manifests: list[tuple[Path, str, str]]) -> None:
         self.langs, self.voices, self.reasons = Codes(), Codes(), Codes()
         cols = Columns()
-        for number, (path, lang, status) in enumerate(manifests):
-            self._scan(path, number, lang, status, cols)
+        for number, (_, lang, status) in enumerate(manifests):
+            self._scan(self.handles[number], number, lang, status, cols)
         self.file = np.array(cols.file, dtype=np.int16)
         self.offset = np.array(cols.offset, dtype=np.int64)
         self.length = np.array(cols.length, dtype=np.int32)
@@ -127,21 +170,61 @@ class Snapshot:
         self.reason = np.array(cols.reason, dtype=np.int32)
         self.key = np.array(cols.key, dtype=np.int64)
         self.scores = {name: np.array(cols.scores[name], dtype=np.float64) for name in SCORES}
-        self.build_s = time.perf_counter() - started
 
-    def _scan(self, path: Path, number: int, lang: str, status: str, cols: Columns) -> None:
+    # -- the cache -------------------------------------------------------------------------------
+
+    def _about(self) -> dict:
+        """What the cached columns belong to, and the names their codes stand for."""
+        return {
+            "version": CACHE_VERSION,
+            "stamp": [list(stamp) for stamp in self.stamp],
+            "langs": self.langs.names,
+            "voices": self.voices.names,
+            "reasons": self.reasons.names,
+        }
+
+    _COLUMNS = ("file", "offset", "length", "lang", "voice", "status", "reason", "key")
+
+    def _load(self, cache: Path) -> bool:
+        """Take the cached columns if they were made from these very manifests."""
+        try:
+            with np.load(cache) as data:
+                about = json.loads(data["about"].tobytes())
+                stamp = [list(stamp) for stamp in self.stamp]
+                if about["version"] != CACHE_VERSION or about["stamp"] != stamp:
+                    return False
+                self.langs, self.voices = Codes(about["langs"]), Codes(about["voices"])
+                self.reasons = Codes(about["reasons"])
+                for name in self._COLUMNS:
+                    setattr(self, name, data[f"column_{name}"])
+                self.scores = {name: data[f"score_{name}"] for name in SCORES}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return False  # none yet, or from another fishflow: indexed again
+        return True
+
+    def _save(self, cache: Path) -> None:
+        about = np.frombuffer(json.dumps(self._about()).encode(), dtype=np.uint8)
+        buffer = io.BytesIO()
+        columns = {f"column_{name}": getattr(self, name) for name in self._COLUMNS}
+        scores = {f"score_{name}": column for name, column in self.scores.items()}
+        np.savez(buffer, about=about, **columns, **scores)
+        try:
+            atomic.write_bytes(cache, buffer.getvalue())
+        except OSError:
+            pass  # a run we may read but not write: index again next time
+
+    def _scan(self, handle, number: int, lang: str, status: str, cols: Columns) -> None:
         lang_code, status_code = self.langs.code(lang), STATUSES.index(status)
         block, where = [], []
         offset = 0
-        with open(path, "rb") as handle:
-            for line in handle:
-                if line.strip():
-                    block.append(line)
-                    where.append((offset, len(line)))
-                offset += len(line)
-                if len(block) == _BLOCK:
-                    self._add(block, where, number, lang_code, status_code, cols)
-                    block, where = [], []
+        for line in handle:
+            if line.strip():
+                block.append(line)
+                where.append((offset, len(line)))
+            offset += len(line)
+            if len(block) == _BLOCK:
+                self._add(block, where, number, lang_code, status_code, cols)
+                block, where = [], []
         self._add(block, where, number, lang_code, status_code, cols)
 
     def _add(self, block, where, number, lang_code, status_code, cols: Columns) -> None:
@@ -191,29 +274,23 @@ class Snapshot:
             if query.max is not None:
                 mask &= scores <= query.max
         lines = np.flatnonzero(mask)
+        total = len(lines)
         if query.worst_first and query.score in SCORES:
             values = self.scores[query.score][lines]
-            # Worst first, "not measured" (NaN) last: argsort puts NaN last either way.
-            order = np.argsort(-values if WORSE_HIGH[query.score] else values, kind="stable")
-            lines = lines[order]
-        return len(lines), lines[query.offset : query.offset + query.limit]
+            values = -values if WORSE_HIGH[query.score] else values
+            values[np.isnan(values)] = np.inf  # "not measured" last
+            lines = lines[smallest(values, query.offset + query.limit)]
+        return total, lines[query.offset : query.offset + query.limit]
 
     def read(self, lines: np.ndarray) -> list[dict]:
-        """The manifest records of these lines, each with its status."""
-        records, handles = [], {}
-        try:
-            for line in lines.tolist():
-                number = int(self.file[line])
-                if number not in handles:
-                    handles[number] = open(self.files[number], "rb")
-                handle = handles[number]
-                handle.seek(int(self.offset[line]))
-                record = json.loads(handle.read(int(self.length[line])))
-                record["status"] = STATUSES[self.status[line]]
-                records.append(record)
-        finally:
-            for handle in handles.values():
-                handle.close()
+        """The manifest records of these lines, each with its status. pread: threads share
+        the handles."""
+        records = []
+        for line in lines.tolist():
+            fd = self.handles[self.file[line]].fileno()
+            record = json.loads(os.pread(fd, int(self.length[line]), int(self.offset[line])))
+            record["status"] = STATUSES[self.status[line]]
+            records.append(record)
         return records
 
     def find(self, lang: str, voice: str, item_id: str) -> dict | None:
@@ -233,4 +310,5 @@ class Snapshot:
             "scores": [name for name in SCORES if not np.isnan(self.scores[name]).all()],
             "items": len(self),
             "index_s": round(self.build_s, 3),
+            "index_cached": self.cached,
         }
