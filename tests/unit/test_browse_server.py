@@ -16,7 +16,7 @@ from fishflow.layout import Layout
 from fishflow.review.index import ManifestIndex, Query, smallest
 from fishflow.review.marks import read_marks
 from fishflow.review.server import BrowseServer
-from tests.helpers import write_wav
+from tests.helpers import write_jsonl, write_wav
 
 # No proxy: the server is on loopback.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -224,3 +224,9 @@ def test_worst_first_pages_are_a_stable_sort_however_they_are_cut():
     whole = np.argsort(values, kind="stable")
     for count in (1, 7, 50, 499, 500, 900):
         assert smallest(values, count).tolist() == whole[:count].tolist()
+
+
+def test_a_bad_marks_file_is_an_error_with_its_line_not_a_dropped_connection(browse):
+    write_jsonl(Layout(browse.out).marks(), ['{"lang": "en"}'])
+    status, _, body = call(browse, "/api/items")
+    assert status == 500 and "marks.jsonl:1: not a review mark" in json.loads(body)["error"]

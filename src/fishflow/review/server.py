@@ -28,9 +28,10 @@ from fishflow.review.marks import Mark, add_mark, now, read_marks, remove_marks
 
 HOST = "127.0.0.1"
 MAX_PAGE = 200
+MAX_BODY = 64 * 1024  # a mark is a few hundred bytes
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "connect-src 'self'; media-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+    "connect-src 'self'; media-src 'self' data:; img-src 'self' data:; frame-ancestors 'none'"
 )
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
@@ -99,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
     server: BrowseServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format, *args) -> None:
         """Quiet: the audio element's range requests would fill the terminal."""
 
     # -- answering -------------------------------------------------------------------------------
@@ -129,6 +130,13 @@ class Handler(BaseHTTPRequestHandler):
         return hmac.compare_digest(given.encode(), self.server.token.encode())
 
     def _route(self) -> None:
+        # The body first, whatever the answer: the next request on this connection follows it.
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a body of {length} bytes")
+            return
+        self.body = self.rfile.read(length)
         url = urlsplit(self.path)
         params = {key: values[-1] for key, values in parse_qs(url.query).items()}
         if not self._authorised(params):
@@ -154,6 +162,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(HTTPStatus.NOT_FOUND, f"no such page: {url.path}")
         except BadRequest as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except FishflowError as exc:  # a marks file edited into a bad one, say
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
 
     do_GET = do_HEAD = do_POST = _route
 
@@ -204,9 +214,8 @@ class Handler(BaseHTTPRequestHandler):
     # -- marks -----------------------------------------------------------------------------------
 
     def _body(self) -> dict:
-        length = int(self.headers.get("Content-Length") or 0)
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = json.loads(self.body or b"{}")
         except ValueError:
             raise BadRequest("the body is not JSON") from None
         if not isinstance(body, dict):
