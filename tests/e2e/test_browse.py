@@ -253,3 +253,12 @@ def test_review_in_a_real_browser_then_the_rerun_speaks_exactly_the_marked_items
     assert all(spoken[(row["voice"], row["text"], row["seed"])] == 1 for row in marked)
     assert spoken.total() == len(marked) + 2 * (project.config["validation"]["retries"] + 1)
     assert "Nothing to be done" in project.run("-n").stdout  # the marks stay; no rerun loop
+
+
+def test_a_bad_mark_fails_planning_with_its_file_and_line(project):
+    marks = project.out / "review" / "marks.jsonl"
+    write_jsonl(marks, [{"lang": "en", "voice": "bob", "id": "en1", "seed": "7", "time": "t"}])
+    result = project.run("-n")
+    assert result.returncode != 0
+    message = f"fishflow: {marks}:1: not a review mark: 'seed' must be a non-empty int"
+    assert message in result.stdout
