@@ -11,6 +11,7 @@ from fishflow.cluster import controller, status
 from fishflow.errors import FishflowError
 from fishflow.formats import lhotse_export
 from fishflow.report import compare
+from fishflow.review import server as browse
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -49,6 +50,11 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     print(status.status_text(args.out))
+    return 0
+
+
+def _browse(args: argparse.Namespace) -> int:
+    browse.serve(args.out, args.port, open_browser=not args.no_open)
     return 0
 
 
@@ -138,6 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=what)
         sub.add_argument("out", type=Path, help="the run's output_dir")
         sub.set_defaults(handler=handler)
+    sub = commands.add_parser(
+        "browse",
+        help="a local web page to listen to the items, filter them and mark bad ones",
+        description="Serve a page on 127.0.0.1 (with a random token in its URL) to listen to "
+        "a run's items, filter them, see failures and figures, and mark takes as bad; the next "
+        "run speaks marked items again with their next seed (marks: <out>/review/marks.jsonl).",
+    )
+    sub.add_argument("out", type=Path, help="the run's output_dir")
+    sub.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    sub.add_argument("--no-open", action="store_true", help="do not open a web browser")
+    sub.set_defaults(handler=_browse)
     args = parser.parse_args(argv)
     try:
         return args.handler(args) or 0

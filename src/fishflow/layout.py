@@ -66,6 +66,10 @@ class Layout:
         """`index.html`, `report.json` or `items.csv`."""
         return self.out / "report" / name
 
+    def marks(self) -> Path:
+        """A reviewer's marks (`fishflow browse`): items to speak again with their next seed."""
+        return self.out / "review" / "marks.jsonl"
+
     def checkpoint_provenance(self) -> Path:
         return self.out / "provenance" / "checkpoint.json"
 
@@ -88,6 +92,10 @@ class Layout:
     def servers_record(self, lang: str, batch: str) -> Path:
         """How a batch's job ran its servers: replicas, node, Slurm job, GPUs, start-up."""
         return self.out / "work" / "batches" / lang / f"{batch}.servers.json"
+
+    def browse_index(self) -> Path:
+        """`fishflow browse`'s index of the manifests, kept for its next start."""
+        return self.out / "work" / "browse" / "index.npz"
 
     def partial_wavs(self, lang: str, batch: str) -> Path:
         """Where a batch's WAVs are written before they are renamed into audio/: a job killed

@@ -90,8 +90,13 @@ class Browser:
                 return message["result"]
             self.events.append(message)
 
-    def evaluate(self, expression: str):
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+    def evaluate(self, expression: str, **options):
+        """The expression's value; a script error fails the test (instead of reading as None).
+        `options`: more Runtime.evaluate parameters (awaitPromise, userGesture)."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, **options)
+        if "exceptionDetails" in result:
+            details = result["exceptionDetails"]
+            raise AssertionError(f"{expression}: {details.get('exception', details)}")
         return result["result"].get("value")
 
     def close(self) -> None:

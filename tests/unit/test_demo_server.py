@@ -536,3 +536,18 @@ def test_refuses_non_loopback_hosts(tmp_path, host):
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 2 and "loopback" in result.stderr
+
+
+@pytest.mark.parametrize("engine", ["espeak", "tone"])
+def test_vary_with_seed_makes_each_seed_its_own_take(server, tmp_path, engine):
+    body = {"text": "One sentence, several takes.", "seed": 7}
+    # Without the flag the seed changes nothing (the contract tests pin that too).
+    assert tts(server, **body).content == tts(server, **{**body, "seed": 8}).content
+    with running(tmp_path, "--vary-with-seed", "--engine", engine) as seeded:
+        takes = [tts(seeded, **{**body, "seed": seed}) for seed in (7, 8, 7, 9)]
+        plain = tts(seeded, text=body["text"]).content  # no seed: the plain voice
+    audio = [take.content for take in takes]
+    assert audio[0] == audio[2]
+    assert len({audio[0], audio[1], audio[3], plain}) == 4
+    durations = [read_wav(take)[1].duration for take in takes]
+    assert max(durations) < 1.1 * min(durations)  # a take, not another voice

@@ -34,6 +34,7 @@ def test_a_wheel_install_validates_and_plans(tmp_path):
         cwd=tmp_path,
     )
     assert (target / "fishflow" / "planning" / "config.schema.yaml").is_file()
+    assert (target / "fishflow" / "review" / "browse.html").is_file()
     config = make_config(tmp_path / "project", {"en": [{"id": "a", "text": "Hello there."}]})
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fishflow import layout
 from fishflow.errors import ConfigError, InputError
 from fishflow.planning.inputs import Row, read_rows
 from fishflow.planning.voices import Voice, load_voices
+from fishflow.review.marks import read_marks
 from fishflow.serving.backends import get_backend
 
 FINGERPRINT_VERSION = 1
@@ -72,15 +73,21 @@ class Settings:
 class ItemMaker:
     """Makes the items of one language x voice. An item's fingerprint is
     `_digest(common, id, text)`, with the JSON of the common part encoded once: JSON joins list
-    elements with ", ", so the bytes hashed are the same."""
+    elements with ", ", so the bytes hashed are the same. An item a reviewer marked adds its
+    rejected seeds, sorted (`_digest(common, id, text, seeds)`): its fingerprint changes, every
+    other one keeps its bytes."""
 
     lang: str
     voice: str
     base_seed: int
     head: str  # "[" + JSON of the common part + ", "
+    # id -> seeds a reviewer rejected, for the marked items of this language x voice only.
+    rejected: dict[str, frozenset[int]] = field(default_factory=dict, hash=False)
 
     def fingerprint(self, item_id: str, text: str) -> str:
-        body = f"{self.head}{_json(item_id)}, {_json(text)}]"
+        seeds = self.rejected.get(item_id)
+        marked = f", {_json(sorted(seeds))}" if seeds else ""
+        body = f"{self.head}{_json(item_id)}, {_json(text)}{marked}]"
         return hashlib.sha256(body.encode()).hexdigest()
 
     def item(self, item_id: str, text: str) -> Item:
@@ -91,6 +98,7 @@ class ItemMaker:
             text=text,
             seed=item_seed(self.base_seed, self.lang, self.voice, item_id),
             fingerprint=self.fingerprint(item_id, text),
+            rejected_seeds=self.rejected.get(item_id, frozenset()),
         )
 
 
@@ -185,6 +193,7 @@ class Plan:
             for lang, path in sorted(config["inputs"].items())
         }
         self.assignment = self._assign(config["voice_assignment"])
+        self.rejected = self._rejected_seeds(layout.Layout(self.out).marks())
         self.shards_per_job = config["shards_per_job"]
         self._shard_fingerprints: dict[tuple[str, str, str], str] = {}
 
@@ -222,6 +231,30 @@ class Plan:
             raise InputError(
                 path, row.line, f"unknown voice {row.voice!r} (configured: {sorted(self.voices)})"
             )
+
+    def _rejected_seeds(self, marks: Path) -> dict[tuple[str, str], dict[str, frozenset[int]]]:
+        """(lang, voice) -> id -> the seeds a reviewer rejected (`fishflow browse` marks). The
+        file is read at every planning, so a new mark changes the item's fingerprint, hence its
+        shard's and batch's: Snakemake reruns that batch (rerun trigger "params")."""
+        rejected: dict[tuple[str, str], dict[str, set[int]]] = {}
+        ids: dict[tuple[str, str], set[str]] = {}
+        for line, mark in read_marks(marks):
+            key = (mark.lang, mark.voice)
+            if key not in ids:
+                rows = self.rows.get(mark.lang, ())
+                ids[key] = {rows[i].id for i in self.assignment.get(key, ())}
+            if mark.id not in ids[key]:
+                raise InputError(
+                    marks,
+                    line,
+                    f"the plan has no item {mark.lang}/{mark.voice}/{mark.id} (is its input row, "
+                    "language or voice gone? then remove this mark)",
+                )
+            rejected.setdefault(key, {}).setdefault(mark.id, set()).add(mark.seed)
+        return {
+            key: {item_id: frozenset(seeds) for item_id, seeds in items.items()}
+            for key, items in rejected.items()
+        }
 
     # -- shards ---------------------------------------------------------------------------------
 
@@ -309,13 +342,22 @@ class Plan:
         key = (lang, voice, name)
         if key not in self._shard_fingerprints:
             rows = self.shard_rows(lang, voice, name)
-            pairs = [(row.id, row.text) for row in rows]
+            rejected = self.rejected.get((lang, voice), {})
+            pairs = [
+                (row.id, row.text, sorted(rejected[row.id]))
+                if row.id in rejected
+                else (row.id, row.text)
+                for row in rows
+            ]
             self._shard_fingerprints[key] = _digest(self._common(lang, voice), pairs)
         return self._shard_fingerprints[key]
 
     def item_maker(self, lang: str, voice: str) -> ItemMaker:
         head = f"[{_json(self._common(lang, voice))}, "
-        return ItemMaker(lang=lang, voice=voice, base_seed=self.base_seed, head=head)
+        rejected = self.rejected.get((lang, voice), {})
+        return ItemMaker(
+            lang=lang, voice=voice, base_seed=self.base_seed, head=head, rejected=rejected
+        )
 
     def shard(self, lang: str, voice: str, name: str) -> Shard:
         rows = self.shard_rows(lang, voice, name)

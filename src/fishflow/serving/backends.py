@@ -65,7 +65,9 @@ class DemoBackend:
 
     def model_id(self, server: dict) -> str:
         engine = server["demo"]["engine"]
-        return f"demo/{engine}/espeakng-loader-{version('espeakng-loader')}"
+        # Takes that vary with the seed are other audio; without, the id keeps its bytes.
+        seeded = "/seeded" if server["demo"]["vary_with_seed"] else ""
+        return f"demo/{engine}/espeakng-loader-{version('espeakng-loader')}{seeded}"
 
     def preflight(self, server: dict) -> None:
         """Nothing to check: the demo server ships with fishflow."""
@@ -92,6 +94,8 @@ class DemoBackend:
             args += ["--fail-pattern", demo["fail_pattern"]]
         if demo["wrong_voice_pattern"]:
             args += ["--wrong-voice-pattern", demo["wrong_voice_pattern"]]
+        if demo["vary_with_seed"]:
+            args.append("--vary-with-seed")
         return Launch(
             keyed_command(sys.executable, "fishflow.serving.demo_server", args), key_env(api_key)
         )

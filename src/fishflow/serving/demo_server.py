@@ -7,7 +7,8 @@ reference folder layout and its quirks. Run it with::
     python -m fishflow.serving.demo_server --host 127.0.0.1 --port 8080 --workdir DIR
 
 Deliberate differences from the real server: output depends only on the request and on the
-registered references (``seed``, ``top_p``, ``temperature`` and friends change nothing), a
+registered references (``seed``, ``top_p``, ``temperature`` and friends change nothing, unless
+``--vary-with-seed`` makes each seed a slightly different take), a
 prompt is never "too long", and there are no ``/v1/vqgan/*``, ``/v1/references/update`` or
 OpenAPI routes. Voices are not cloned: a reference is spoken in the eSpeak voice its WAV comment
 names (the demo's own references, see ``demo_voices``), other audio in a voice chosen by its hash.
@@ -31,7 +32,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from http import HTTPStatus
@@ -559,6 +560,14 @@ class Config:
     fail_pattern: re.Pattern | None = None
     latency_s: float = 0.0
     wrong_voice_pattern: re.Pattern | None = None
+    vary_with_seed: bool = False
+
+
+def take(voice: espeak.Voice, seed: int) -> espeak.Voice:
+    """The voice of one seed's take: its intonation range and pace move a little, as a real
+    model's sampling varies a take (so that a regenerated item is new audio)."""
+    digest = hashlib.sha256(f"take {seed}".encode()).digest()
+    return replace(voice, range=digest[0] % 101, rate=voice.rate - 5 + digest[1] % 11)
 
 
 class DemoApp:
@@ -673,6 +682,8 @@ class DemoApp:
         # fishflow's optional hint; the real server ignores unknown fields, so junk is ignored too
         known = isinstance(language_hint, str) and language_hint in espeak.LANGUAGES
         language = language_hint if known else detect_language(params["text"])
+        if self.config.vary_with_seed and params["seed"] is not None:
+            voice = take(voice, params["seed"])
         speak = ENGINES[self.config.engine]
         samples = speak(params["text"], language, voice)[: max_samples(params["max_new_tokens"])]
         if len(samples) == 0:
@@ -911,6 +922,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--latency-s", type=float, default=0.0, help="extra sleep per TTS request")
     parser.add_argument("--warmup-s", type=float, default=0.0, help="sleep before listening")
+    parser.add_argument(
+        "--vary-with-seed", action="store_true", help="each seed speaks a slightly different take"
+    )
     return parser.parse_args(argv)
 
 
@@ -929,6 +943,7 @@ def main(argv: list[str] | None = None) -> int:
         args.fail_pattern,
         args.latency_s,
         args.wrong_voice_pattern,
+        args.vary_with_seed,
     )
     request_log = RequestLog(args.request_log) if args.request_log else None
     server_class = DemoServer6 if ":" in args.host else DemoServer

@@ -1,0 +1,1 @@
+"""Review by ear: `fishflow browse` and the marks it leaves for the next run."""
