@@ -4,7 +4,11 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from fishflow.cluster.resources import check_resources_expanded
+from fishflow.cluster.resources import (
+    check_resources_expanded,
+    check_slurm_jobs_fit,
+    planned_job,
+)
 from fishflow.errors import FishflowError
 from fishflow.layout import Layout
 from fishflow.planning.config import validate_config
@@ -36,6 +40,18 @@ wildcard_constraints:
 
 if workflow.is_main_process:
     print(summary_text(PLAN), file=sys.stderr)
+
+
+def check_slurm_jobs(rule):
+    """Planning check of a rule that runs as a Slurm job (see fishflow.cluster.resources)."""
+    if not workflow.is_main_process:
+        return
+    try:
+        warning = check_slurm_jobs_fit([planned_job(rule, workflow)])
+    except FishflowError as exc:
+        raise WorkflowError(f"fishflow: {exc}") from None
+    if warning:
+        print(f"fishflow: warning: {warning}", file=sys.stderr)
 
 
 def all_targets():
