@@ -107,8 +107,8 @@ def check_jobs_fit(jobs: list[PlannedJob], nodes: list[Node]) -> None:
         change = ", ".join(short) or ", ".join(job.keys.values())
         problems.append(
             f"rule {job.rule}: no node could ever run its Slurm job: {why}; "
-            f"change {change} in the Slurm profile (profiles/slurm/config.yaml), "
-            "or pick a partition with larger nodes (slurm_partition)"
+            f"change {change} in the Slurm profile (profiles/slurm/config.yaml, or "
+            "--set-resources), or pick a partition with larger nodes (slurm_partition)"
         )
     if problems:
         raise ConfigError("\n".join(problems))
