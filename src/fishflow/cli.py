@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from fishflow.cluster import controller, status
 from fishflow.errors import FishflowError
-from fishflow.report import compare
+from fishflow.status import render
+from fishflow.status.collect import collect
 
 
 def _compare(args: argparse.Namespace) -> None:
+    # Here, not at the top: the report package loads matplotlib (2 s), which `fishflow status`
+    # must not wait for.
+    from fishflow.report import compare
+
     print(compare.run(args.a, args.b))
 
 
@@ -47,8 +53,30 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    print(status.status_text(args.out))
+    if args.json:
+        print(json.dumps(collect(args.out), indent=1))
+    elif args.watch:
+        render.watch(args.out, args.interval)
+    else:
+        print(render.text(collect(args.out)))
     return 0
+
+
+def _add_status(commands) -> None:
+    sub = commands.add_parser(
+        "status",
+        help="how far a run is: items, rate, estimated end, jobs and errors (any run)",
+        description="Progress of a run however it was started (snakemake, locally or on Slurm, "
+        "or fishflow submit), from its files and Slurm: it takes no lock and writes nothing.",
+    )
+    sub.add_argument("out", type=Path, help="the run's output_dir")
+    mode = sub.add_mutually_exclusive_group()
+    mode.add_argument("--watch", action="store_true", help="redraw in place until Ctrl-C")
+    mode.add_argument("--json", action="store_true", help="one JSON object (fishflow-status/1)")
+    sub.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between redraws (default 5)"
+    )
+    sub.set_defaults(handler=_status)
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -93,18 +121,19 @@ def _add_submit(commands) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fishflow", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    sub = commands.add_parser("compare", help=compare.__doc__.splitlines()[0])
+    sub = commands.add_parser(
+        "compare", help="compare two benchmark reports (report.json): the main figures, B/A"
+    )
     sub.add_argument("a", type=Path, help="report.json of run A (the baseline)")
     sub.add_argument("b", type=Path, help="report.json of run B")
     sub.set_defaults(handler=_compare)
     _add_submit(commands)
-    for name, handler, what in (
-        ("status", _status, "what is done, running and failed, and the controller job"),
-        ("cancel", _cancel, "cancel the controller and its generation jobs (finished work stays)"),
-    ):
-        sub = commands.add_parser(name, help=what)
-        sub.add_argument("out", type=Path, help="the run's output_dir")
-        sub.set_defaults(handler=handler)
+    _add_status(commands)
+    sub = commands.add_parser(
+        "cancel", help="cancel the controller and its generation jobs (finished work stays)"
+    )
+    sub.add_argument("out", type=Path, help="the run's output_dir")
+    sub.set_defaults(handler=_cancel)
     args = parser.parse_args(argv)
     try:
         return args.handler(args) or 0

@@ -15,6 +15,7 @@ from fishflow.planning.config import validate_config
 from fishflow.planning.plan import Plan, Settings
 from fishflow.planning.summary import summary_text
 from fishflow.serving.checkpoints import checkpoint_files
+from fishflow.status import record as run_record
 
 min_version("9.0")
 
@@ -40,6 +41,10 @@ wildcard_constraints:
 
 if workflow.is_main_process:
     print(summary_text(PLAN), file=sys.stderr)
+    # What `fishflow status` needs to read this run, however it was started. Snakemake opens
+    # its log file before it reads the Snakefile; a dry run opens none and leaves no record.
+    if logs := workflow.logger_manager.get_logfile():
+        run_record.write(LAYOUT.out, config, Path.cwd(), logs[0])
 
 
 def check_slurm_jobs(rule):
