@@ -93,18 +93,28 @@ def test_planning_fails_with_the_numbers_and_the_keys_to_change():
 def test_squeue_of_the_test_cluster():
     jobs = slurm_jobs.parse_squeue(recorded("squeue.txt"))
     assert [(j.id, j.state, j.reason, j.cpus, j.mem_mb, j.nodes) for j in jobs] == [
-        ("589", "PENDING", "PartitionConfig", 8, 68000, ""),
-        ("592", "PENDING", "Resources", 1, 1000, ""),
-        ("590", "RUNNING", "None", 1, 1000, "vm"),
-        ("591", "RUNNING", "None", 1, 1000, "vm"),
+        ("595", "PENDING", "PartitionConfig", 8, 68000, ""),
+        ("598", "PENDING", "Resources", 1, 1000, ""),
+        ("596", "RUNNING", "None", 1, 1000, "vm"),
+        ("597", "RUNNING", "None", 1, 1000, "vm"),
     ]
-    assert jobs[0].wildcards == {"rule": "speak", "lang": "en", "batch": "b00000"}
+    # The plugin's comment: the rule, then the wildcard values joined by "_".
+    assert (jobs[0].rule, jobs[0].wildcard_values) == ("speak", ["en", "b00000"])
     assert [j.may_never_start for j in jobs] == [True, False, False, False]
-    assert {j.name for j in jobs} == {"myrunid"}  # the plugin names jobs after the run
+    assert {j.name for j in jobs} == {"4c1b9f32-run"}  # the plugin names jobs after the run
+
+
+@pytest.mark.parametrize(
+    ("comment", "rule", "values"),
+    [("rule_provide_model", "provide_model", []), ("rule_x_wildcards_a_b_c", "x", ["a", "b", "c"])],
+)
+def test_plugin_comments(comment, rule, values):
+    job = slurm_jobs.QueuedJob("1", "PENDING", "run", comment, "", "None", 1, 1, "p", "N/A")
+    assert (job.rule, job.wildcard_values) == (rule, values)
 
 
 def test_scontrol_show_job_gives_the_gpus_asked_for():
-    pending, running = recorded("scontrol_show_job.txt").splitlines()
+    pending, running = recorded("scontrol_show_job.txt").splitlines()  # jobs 595 and 597
     record = slurm_jobs.parse_job_record(pending)
     assert record["JobState"] == "PENDING" and record["Reason"] == "PartitionConfig"
     assert slurm_jobs.requested_gpus(record) == 1

@@ -187,9 +187,9 @@ def test_waiting_jobs_of_the_run_and_the_one_that_never_starts(monkeypatch):
     monkeypatch.setattr(slurm_jobs, "job_record", job_record)
     slurm = status_jobs.Slurm(queue, nodes)
     assert status_jobs.waiting({"another-run"}, slurm) == []
-    never, waits = status_jobs.waiting({"myrunid"}, slurm)
+    never, waits = status_jobs.waiting({"4c1b9f32-run"}, slurm)
     assert (never["slurm_job_id"], never["reason"], never["batch"]) == (
-        "589",
+        "595",
         "PartitionConfig",
         "b00000",
     )
@@ -200,10 +200,10 @@ def test_waiting_jobs_of_the_run_and_the_one_that_never_starts(monkeypatch):
         "set-resources.speak.mem_mb in the Slurm profile"
     )
     assert waits["reason"] == "Resources" and waits["never_starts"] is None
-    assert sorted(asked) == ["589", "592"]  # once per distinct request
+    assert sorted(asked) == ["595", "598"]  # once per distinct request
     text = render.text({**_empty_status(), "jobs": {"running": [], "pending": [never, waits]}})
-    assert "!! job 589 can never start: it asks for 8 CPUs" in text
-    assert "en/b00000 Slurm job 589: PartitionConfig" in text
+    assert "!! job 595 can never start: it asks for 8 CPUs" in text
+    assert "en/b00000 Slurm job 595: PartitionConfig" in text
 
 
 def _empty_status() -> dict:

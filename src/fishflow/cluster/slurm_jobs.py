@@ -12,9 +12,10 @@ from fishflow.errors import FishflowError
 
 TIMEOUT_S = 60
 # `fishflow status`: each job of the user, pending ones with their reason. %k is the comment the
-# Slurm executor plugin sets: "rule_speak_wildcards_lang=en,batch=b00000".
+# Slurm executor plugin sets: "rule_<rule>_wildcards_<values joined by _>" (plugin 2.8.0,
+# utils.get_job_wildcards: the values only, "rule_speak_wildcards_en_b00000"), or "rule_<rule>".
 SQUEUE_FORMAT = "%i|%T|%j|%k|%N|%r|%C|%m|%b|%P|%S|%V"
-COMMENT = re.compile(r"^rule_(?P<rule>\w+?)(?:_wildcards_(?P<wildcards>.*))?$")
+COMMENT = re.compile(r"^rule_(?P<rule>\w+?)(?:_wildcards_(?P<values>.*))?$")
 MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)$")
 MB_PER_UNIT = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
 # Pending reasons of a job that waits on its own request, not on other jobs: it may never start.
@@ -43,13 +44,16 @@ class QueuedJob:
     start: str  # start time (running) or "N/A"
 
     @property
-    def wildcards(self) -> dict[str, str]:
-        """The Snakemake rule and wildcards in the plugin's comment: {"rule": "speak", ...}."""
+    def rule(self) -> str | None:
+        """The Snakemake rule in the plugin's comment."""
         match = COMMENT.match(self.comment)
-        if not match:
-            return {}
-        pairs = (pair.split("=", 1) for pair in (match["wildcards"] or "").split(",") if pair)
-        return {"rule": match["rule"], **{key: value for key, value in pairs}}
+        return match["rule"] if match else None
+
+    @property
+    def wildcard_values(self) -> list[str]:
+        """The job's wildcard values, in the order of the rule's output pattern."""
+        match = COMMENT.match(self.comment)
+        return match["values"].split("_") if match and match["values"] else []
 
     @property
     def may_never_start(self) -> bool:

@@ -120,7 +120,7 @@ def waiting(ids: set[str], slurm: Slurm) -> list[dict]:
         misfit = slurm_nodes.misfit(request, job.partition, slurm.nodes or [])
         if misfit:
             members = slurm_nodes.partition_nodes(slurm.nodes or [], job.partition)
-            rule = job.wildcards.get("rule", "<rule>")
+            rule = job.rule or "<rule>"
             keys = [
                 f"set-resources.{rule}.{PROFILE_KEYS[what]}"
                 for what in slurm_nodes.exceeded(request, members)
@@ -131,7 +131,8 @@ def waiting(ids: set[str], slurm: Slurm) -> list[dict]:
         jobs.append(
             {
                 "slurm_job_id": job.id,
-                **{k: v for k, v in job.wildcards.items() if k in ("rule", "lang", "batch")},
+                "rule": job.rule,
+                **batch_of(job),
                 "reason": job.reason,
                 "partition": job.partition,
                 "asks": {"cpus": job.cpus, "mem_mb": job.mem_mb, "gpus": asks[key]},
@@ -139,6 +140,15 @@ def waiting(ids: set[str], slurm: Slurm) -> list[dict]:
             }
         )
     return jobs
+
+
+def batch_of(job: slurm_jobs.QueuedJob) -> dict[str, str]:
+    """{lang, batch} of a generation job: the speak rule's wildcards, in the order of its output
+    pattern (Layout.batch_record: lang, then batch); {} for any other job."""
+    values = job.wildcard_values
+    if job.rule != "speak" or len(values) != 2:
+        return {}
+    return dict(zip(("lang", "batch"), values, strict=True))
 
 
 def _gpus(job_id: str) -> int:
