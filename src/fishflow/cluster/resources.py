@@ -80,14 +80,15 @@ def planned_job(rule, workflow) -> PlannedJob | None:
 
     if get("slurm_partition") is None and get("slurm_account") is None:
         return None
-    cpus_key = "cpus_per_task" if get("cpus_per_task") else "threads"
-    cpus = get("cpus_per_task") or rule.resources["_cores"].value
+    cpus = get("cpus_per_task") or get("_cores") or 1
     gpus = get("gpu") or gres_gpus(str(get("gres") or ""))
-    gpus_key = "gpu" if get("gpu") else "gres"
     keys = {
-        "cpus": _key(rule.name, cpus_key, workflow),
+        # Without cpus_per_task the plugin asks for the rule's threads (--set-threads).
+        "cpus": _key(rule.name, "cpus_per_task", workflow)
+        if get("cpus_per_task")
+        else f"set-threads.{rule.name}",
         "mem_mb": _key(rule.name, "mem_mb", workflow),
-        "gpus": _key(rule.name, gpus_key, workflow),
+        "gpus": _key(rule.name, "gpu" if get("gpu") else "gres", workflow),
     }
     request = Request(cpus=int(cpus), mem_mb=int(get("mem_mb") or 0), gpus=int(gpus))
     return PlannedJob(rule.name, get("slurm_partition"), request, keys)

@@ -76,7 +76,9 @@ def running(out: Path, slurm: Slurm, now: float) -> list[dict]:
     job) their process does, or it is on another host that this one cannot check."""
     queued = {job.id: job for job in slurm.queue or []}
     jobs = []
-    for path in sorted(Path(out, "work", "batches").glob("*/*.running.json")):
+    layout = Layout(out)
+    pattern = layout.running_record("*", "*").relative_to(layout.out)
+    for path in sorted(layout.out.glob(str(pattern))):
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
