@@ -246,10 +246,16 @@ def test_watch_redraws_in_place_and_ends_on_ctrl_c(run):
     assert "items: 8 of 12 done" in stdout
 
 
-def test_json_is_one_parsable_object(run):
+def files(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def test_json_is_one_parsable_object_and_nothing_is_written(run, tmp_path):
     _, layout, _ = run
+    before = files(tmp_path)
     result = subprocess.run(
         [FISHFLOW, "status", "--json", str(layout.out)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout)) == SCHEMA_KEYS
+    assert files(tmp_path) == before
