@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,11 +11,16 @@ from pathlib import Path
 from fishflow.cluster import controller, status
 from fishflow.errors import FishflowError
 from fishflow.formats import lhotse_export
-from fishflow.report import compare
 from fishflow.review import server as browse
+from fishflow.status import render
+from fishflow.status.collect import collect
 
 
 def _compare(args: argparse.Namespace) -> None:
+    # Here, not at the top: the report package loads matplotlib (2 s), which `fishflow status`
+    # must not wait for.
+    from fishflow.report import compare
+
     print(compare.run(args.a, args.b))
 
 
@@ -49,13 +55,35 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    print(status.status_text(args.out))
+    if args.json:
+        print(json.dumps(collect(args.out), indent=1))
+    elif args.watch:
+        render.watch(args.out, args.interval)
+    else:
+        print(render.text(collect(args.out)))
     return 0
 
 
 def _browse(args: argparse.Namespace) -> int:
     browse.serve(args.out, args.port, open_browser=not args.no_open)
     return 0
+
+
+def _add_status(commands) -> None:
+    sub = commands.add_parser(
+        "status",
+        help="how far a run is: items, rate, estimated end, jobs and errors (any run)",
+        description="Progress of a run however it was started (snakemake, locally or on Slurm, "
+        "or fishflow submit), from its files and Slurm: it takes no lock and writes nothing.",
+    )
+    sub.add_argument("out", type=Path, help="the run's output_dir")
+    mode = sub.add_mutually_exclusive_group()
+    mode.add_argument("--watch", action="store_true", help="redraw in place until Ctrl-C")
+    mode.add_argument("--json", action="store_true", help="one JSON object (fishflow-status/1)")
+    sub.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between redraws (default 5)"
+    )
+    sub.set_defaults(handler=_status)
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -131,19 +159,20 @@ def _add_submit(commands) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fishflow", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    sub = commands.add_parser("compare", help=compare.__doc__.splitlines()[0])
+    sub = commands.add_parser(
+        "compare", help="compare two benchmark reports (report.json): the main figures, B/A"
+    )
     sub.add_argument("a", type=Path, help="report.json of run A (the baseline)")
     sub.add_argument("b", type=Path, help="report.json of run B")
     sub.set_defaults(handler=_compare)
     _add_submit(commands)
     _add_export(commands)
-    for name, handler, what in (
-        ("status", _status, "what is done, running and failed, and the controller job"),
-        ("cancel", _cancel, "cancel the controller and its generation jobs (finished work stays)"),
-    ):
-        sub = commands.add_parser(name, help=what)
-        sub.add_argument("out", type=Path, help="the run's output_dir")
-        sub.set_defaults(handler=handler)
+    _add_status(commands)
+    sub = commands.add_parser(
+        "cancel", help="cancel the controller and its generation jobs (finished work stays)"
+    )
+    sub.add_argument("out", type=Path, help="the run's output_dir")
+    sub.set_defaults(handler=_cancel)
     sub = commands.add_parser(
         "browse",
         help="a local web page to listen to the items, filter them and mark bad ones",

@@ -97,6 +97,15 @@ class Layout:
         """`fishflow browse`'s index of the manifests, kept for its next start."""
         return self.out / "work" / "browse" / "index.npz"
 
+    def running_record(self, lang: str, batch: str) -> Path:
+        """A batch's job while it runs: host, pid, Slurm job, GPUs, start (`fishflow status`).
+        Removed when the job ends; one left by a killed job is told apart by its pid or job."""
+        return self.out / "work" / "batches" / lang / f"{batch}.running.json"
+
+    def run_record(self) -> Path:
+        """The config and log of the Snakemake run that planned last (`fishflow status`)."""
+        return self.out / "work" / "run.json"
+
     def partial_wavs(self, lang: str, batch: str) -> Path:
         """Where a batch's WAVs are written before they are renamed into audio/: a job killed
         mid-write leaves its partial WAV here, and the batch's next job removes it."""

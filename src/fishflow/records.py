@@ -87,6 +87,8 @@ class ItemRecord:
     ttfa_s: float | None = None
     reason: str | None = None
     last_error: str | None = None
+    # Unix time the job journaled it (`fishflow status`: the rate); not in the manifests.
+    finished_at: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -1,6 +1,5 @@
 """The controller's pure parts: its record, the log it reads job ids from (single jobs and job
-arrays), its command line, its refusal of settings that leave no time to stop, and the rows of
-`fishflow status` (items and batches)."""
+arrays), its command line, and its refusal of settings that leave no time to stop."""
 
 from pathlib import Path
 
@@ -9,10 +8,7 @@ import pytest
 from fishflow import cli
 from fishflow.cluster import controller, run_state, status
 from fishflow.errors import FishflowError
-from fishflow.layout import Layout
 from fishflow.planning.config import merged
-from fishflow.planning.plan import Plan
-from tests.helpers import make_config
 
 LOG = """\
 SLURM run ID: 1111-aaaa
@@ -73,28 +69,7 @@ def test_later_config_files_merge_into_the_first(tmp_path):
     assert config == {"server": {"backend": "demo", "retries": 3}}
 
 
-def test_status_without_a_controller_record_says_so(tmp_path, capsys):
-    assert cli.main(["status", str(tmp_path)]) == 2
-    assert "controller.json: no controller record" in capsys.readouterr().err
-
-
 def test_submit_without_account_names_flag_and_variable(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FISHFLOW_SLURM_ACCOUNT", raising=False)
     assert cli.main(["submit", "--configfile", str(tmp_path / "c.yaml")]) == 2
     assert "give --account or set FISHFLOW_SLURM_ACCOUNT" in capsys.readouterr().err
-
-
-def test_table_aligns_columns():
-    assert status.table(("a", "bb"), [("xxx", 1)]) == "a    bb\nxxx  1"
-
-
-def test_status_rows_count_items_and_finished_batches(tmp_path):
-    texts = {"en": [{"id": f"en{i}", "text": f"Sentence {i}."} for i in range(5)]}
-    plan = Plan(make_config(tmp_path, texts, voices=("alice",), shard_size=1, shards_per_job=2))
-    assert [key[1] for key in plan.batch_keys()] == ["b00000", "b00001", "b00002"]
-    assert status.progress_rows(plan) == [("en", "alice", "0/5", 0)]
-    assert status.batches_finished(plan) == "en 0/3"
-    record = Layout(plan.out).batch_record("en", "b00001")
-    record.parent.mkdir(parents=True)
-    record.write_text("{}\n")
-    assert status.batches_finished(plan) == "en 1/3"

@@ -41,10 +41,10 @@ def test_progress_reads_the_tally_only_while_journal_and_shard_are_unchanged(tmp
 
     # A tally that says otherwise is believed while it matches the journal and the shard ...
     tally = layout.tally(*key)
-    write_tally(tally, plan.shard_fingerprint(*key), journal.path, done=3, failed=0)
-    assert shard_progress(plan)[key] == ShardProgress(3, 3, 0)
+    write_tally(tally, plan.shard_fingerprint(*key), journal.path, done=3, failed=0, audio_s=0.9)
+    assert shard_progress(plan)[key] == ShardProgress(3, 3, 0, 0.9)
     # ... and not once the journal grew, or the shard changed.
     journal.append({**spoken, "id": "e2", "fingerprint": "other"})
     assert shard_progress(plan)[key] == ShardProgress(3, 1, 1)
-    write_tally(tally, "an older shard", journal.path, done=3, failed=0)
+    write_tally(tally, "an older shard", journal.path, done=3, failed=0, audio_s=0.9)
     assert shard_progress(plan)[key] == ShardProgress(3, 1, 1)

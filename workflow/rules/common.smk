@@ -4,7 +4,11 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from fishflow.cluster.resources import check_resources_expanded
+from fishflow.cluster.resources import (
+    check_resources_expanded,
+    check_slurm_jobs_fit,
+    planned_job,
+)
 from fishflow.errors import FishflowError
 from fishflow.layout import Layout
 from fishflow.planning.config import validate_config
@@ -12,6 +16,7 @@ from fishflow.planning.plan import Plan, Settings
 from fishflow.planning.summary import summary_text
 from fishflow.report.provenance import judge_models
 from fishflow.serving.checkpoints import checkpoint_files
+from fishflow.status import record as run_record
 
 min_version("9.0")
 
@@ -37,6 +42,22 @@ wildcard_constraints:
 
 if workflow.is_main_process:
     print(summary_text(PLAN), file=sys.stderr)
+    # What `fishflow status` needs to read this run, however it was started. Snakemake opens
+    # its log file before it reads the Snakefile; a dry run opens none and leaves no record.
+    if logs := workflow.logger_manager.get_logfile():
+        run_record.write(LAYOUT.out, config, Path.cwd(), logs[0])
+
+
+def check_slurm_jobs(rule):
+    """Planning check of a rule that runs as a Slurm job (see fishflow.cluster.resources)."""
+    if not workflow.is_main_process:
+        return
+    try:
+        warning = check_slurm_jobs_fit([planned_job(rule, workflow)])
+    except FishflowError as exc:
+        raise WorkflowError(f"fishflow: {exc}") from None
+    if warning:
+        print(f"fishflow: warning: {warning}", file=sys.stderr)
 
 
 def all_targets():

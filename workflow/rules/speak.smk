@@ -19,3 +19,8 @@ rule speak:
         settings=SETTINGS,
     script:
         "../scripts/speak.py"
+
+
+# The generation job is the one rule that runs as a Slurm job (the others are localrules): with
+# the Slurm profile, a request no node of the partition can hold fails the plan, not the queue.
+check_slurm_jobs(rules.speak.rule)

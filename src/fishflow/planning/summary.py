@@ -24,6 +24,9 @@ class ShardProgress:
     total: int
     done: int  # spoken with the current fingerprint, WAV in place
     failed: int  # failed in the last attempt (tried again when its batch runs)
+    audio_s: float = 0.0  # of the items done
+    # Asked for by `fishflow status` only: when items were spoken since a given time.
+    recent: tuple[float, ...] = ()
 
     @property
     def todo(self) -> int:
@@ -38,10 +41,15 @@ def estimate_source(planning: dict) -> str:
     return UNMEASURED_DEFAULTS if planning == defaults else "from the config"
 
 
-def shard_progress(plan: Plan) -> dict[tuple[str, str, str], ShardProgress]:
-    """Per shard: items done, failed and to do. Reads files only: the tally its last job left
-    while the journal and the shard are unchanged since, else the journal and each WAV's size
-    (not its content: the generation job re-checks that on its node)."""
+def shard_progress(
+    plan: Plan, since: float | None = None
+) -> dict[tuple[str, str, str], ShardProgress]:
+    """Per shard: items done, failed and to do, and the audio made. Reads files only: the tally
+    its last job left while the journal and the shard are unchanged since, else the journal and
+    each WAV's size (not its content: the generation job re-checks that on its node).
+
+    With `since`, also the times items were spoken since then, from the journals written since
+    (without a WAV check where the tally holds)."""
     layout = Layout(plan.out)
     progress = {}
     for lang, voice, name in plan.shard_keys():
@@ -54,19 +62,50 @@ def shard_progress(plan: Plan) -> dict[tuple[str, str, str], ShardProgress]:
             continue
         fingerprint = plan.shard_fingerprint(lang, voice, name)
         tally = read_tally(layout.tally(lang, voice, name))
-        if tally.get("fingerprint") == fingerprint and tally.get("journal") == journal_stamp(stat):
-            progress[(lang, voice, name)] = ShardProgress(len(rows), tally["done"], tally["failed"])
-            continue
-        last = {record["id"]: record for record in atomic.read_jsonl(journal)}
-        maker = plan.item_maker(lang, voice)
-        done = failed = 0
-        for row in rows:
-            if (data := last.get(row.id)) is not None:
-                record = ItemRecord.from_dict(data)
-                done += is_done(record, maker.fingerprint(row.id, row.text), plan.out)
-                failed += not record.ok
-        progress[(lang, voice, name)] = ShardProgress(len(rows), done, failed)
+        fresh = (
+            tally.get("fingerprint") == fingerprint
+            and tally.get("journal") == journal_stamp(stat)
+            and "audio_s" in tally
+        )
+        recent = since is not None and stat.st_mtime >= since
+        records = last_records(journal) if recent or not fresh else {}
+        if fresh:
+            counts = (tally["done"], tally["failed"], tally["audio_s"])
+        else:
+            counts = _count(plan, lang, voice, rows, records)
+        progress[(lang, voice, name)] = ShardProgress(
+            len(rows),
+            *counts,
+            recent=_spoken_since(records, since) if recent else (),
+        )
     return progress
+
+
+def last_records(journal) -> dict[str, dict]:
+    """Each item's last record in a journal."""
+    return {record["id"]: record for record in atomic.read_jsonl(journal)}
+
+
+def _count(plan: Plan, lang: str, voice: str, rows, last: dict) -> tuple[int, int, float]:
+    maker = plan.item_maker(lang, voice)
+    done = failed = 0
+    audio_s = 0.0
+    for row in rows:
+        if (data := last.get(row.id)) is not None:
+            record = ItemRecord.from_dict(data)
+            if is_done(record, maker.fingerprint(row.id, row.text), plan.out):
+                done += 1
+                audio_s += record.duration_s or 0.0
+            failed += not record.ok
+    return done, failed, audio_s
+
+
+def _spoken_since(records: dict[str, dict], since: float) -> tuple[float, ...]:
+    return tuple(
+        r["finished_at"]
+        for r in records.values()
+        if r["status"] == "ok" and r.get("finished_at", 0.0) >= since
+    )
 
 
 def journal_stamp(stat) -> list[int]:
@@ -80,10 +119,17 @@ def read_tally(path) -> dict:
         return {}
 
 
-def write_tally(path, fingerprint: str, journal, done: int, failed: int) -> None:
-    """What a generation job leaves for the plan summary (see shard_progress)."""
+def write_tally(path, fingerprint: str, journal, done: int, failed: int, audio_s: float) -> None:
+    """What a generation job leaves for the plan summary and `fishflow status` (see
+    shard_progress)."""
     stamp = journal_stamp(journal.stat()) if journal.exists() else [0, 0]
-    tally = {"fingerprint": fingerprint, "journal": stamp, "done": done, "failed": failed}
+    tally = {
+        "fingerprint": fingerprint,
+        "journal": stamp,
+        "done": done,
+        "failed": failed,
+        "audio_s": round(audio_s, 3),
+    }
     atomic.write_json(path, tally)
 
 

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fishflow import atomic
@@ -218,6 +218,8 @@ class BatchJob:
                         # One line: a failure of the servers is told once, with its log.
                         work.error = work.error or f"{item.id}: {str(exc).splitlines()[0]}"
                         continue
+                    # When it finished: the rate `fishflow status` shows.
+                    record = replace(record, finished_at=round(time.time(), 3))
                     work.journal.append(record.as_dict())
                     work.records[item.id] = record
                     outcome = record.reason or f"{record.duration_s} s audio"
@@ -250,6 +252,8 @@ class BatchJob:
             left,
         )
         servers, failure = None, None
+        running = self.layout.running_record(self.batch.lang, self.batch.name)
+        atomic.write_json(running, self._running_record())
         try:
             if left:
                 servers = self._start_servers()
@@ -261,6 +265,7 @@ class BatchJob:
                 servers.stop()
             self._write_servers_record(servers_record, servers)
             self._write_tallies()
+            running.unlink(missing_ok=True)
         if failure is None and servers is not None and servers.failed():
             failure = servers.failure()  # every replica died while speaking
         errors = [(work, self.shard_error(work)) for work in self.shards]
@@ -297,6 +302,7 @@ class BatchJob:
                 work.journal.path,
                 done=sum(record.ok for record in work.records.values()),
                 failed=sum(not record.ok for record in work.records.values()),
+                audio_s=sum(record.duration_s or 0.0 for record in work.records.values()),
             )
 
     def _start_servers(self) -> Replicas:
@@ -316,6 +322,19 @@ class BatchJob:
             raise
         self.pool = ReplicaPool(servers, self.server, self.stopping)
         return servers
+
+    def _running_record(self) -> dict:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ""
+        return {
+            "lang": self.batch.lang,
+            "batch": self.batch.name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "started_at": self.started_at,
+            # The GPUs this job holds (Slurm sets CUDA_VISIBLE_DEVICES; a CPU run has none).
+            "gpus": len([gpu for gpu in visible.split(",") if gpu.strip()]),
+        }
 
     def _write_servers_record(self, path: Path, servers: Replicas | None) -> None:
         spoken = sum(1 for work in self.shards for item in work.todo if item.id in work.records)
