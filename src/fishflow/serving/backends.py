@@ -90,6 +90,12 @@ class DemoBackend:
         ]
         if demo["fail_pattern"]:
             args += ["--fail-pattern", demo["fail_pattern"]]
+        if demo["wrong_text_pattern"]:
+            args += ["--wrong-text-pattern", demo["wrong_text_pattern"]]
+        if demo["silence_pattern"]:
+            args += ["--silence-pattern", demo["silence_pattern"]]
+        if demo["fault_seeds"] is not None:
+            args += ["--fault-seeds", ",".join(map(str, demo["fault_seeds"]))]
         return Launch(
             keyed_command(sys.executable, "fishflow.serving.demo_server", args), key_env(api_key)
         )
