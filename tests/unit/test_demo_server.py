@@ -490,3 +490,18 @@ def test_refuses_non_loopback_hosts(tmp_path, host):
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 2 and "loopback" in result.stderr
+
+
+def test_audio_faults_say_another_text_or_lead_with_silence_for_the_fault_seeds(tmp_path):
+    args = ["--wrong-text-pattern", "WRONG", "--silence-pattern", "QUIET", "--fault-seeds", "7,9"]
+    with running(tmp_path, *args) as srv:
+
+        def speak(text, seed):
+            return read_wav(tts(srv, text=text, seed=seed))[0]
+
+        plain, wrong, spared = speak("say WRONG", 1), speak("say WRONG", 7), speak("say WRONG", 8)
+        assert not np.array_equal(wrong, plain) and np.array_equal(spared, plain)
+        quiet, loud = speak("a QUIET one", 9), speak("a QUIET one", 1)
+        lead = int(3.0 * 44100)
+        assert len(quiet) == len(loud) + lead
+        assert not quiet[:lead].any() and np.array_equal(quiet[lead:], loud)
