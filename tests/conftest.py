@@ -1,8 +1,11 @@
 """Shared pytest fixtures, and the split of the suite between two pytest-xdist workers."""
 
-from collections.abc import Iterator
+import io
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import pytest
+import soundfile as sf
 from xdist.scheduler import LoadScopeScheduling
 
 from tests.helpers import skip_loudly
@@ -44,3 +47,19 @@ class TwoGroups(LoadScopeScheduling):
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log) -> TwoGroups:
     return TwoGroups(config, log)
+
+
+@pytest.fixture(scope="session")
+def speaker_embedding() -> Callable[[bytes], np.ndarray]:
+    """Resemblyzer's GE2E speaker embedding (unit length) of WAV bytes. One encoder per session:
+    its first embedding costs about 20 s (librosa and numba warm up), later ones milliseconds."""
+    # Imported here: torch is a heavy import that most test sessions do not need.
+    from resemblyzer import VoiceEncoder, preprocess_wav
+
+    encoder = VoiceEncoder("cpu", verbose=False)
+
+    def embed(wav: bytes) -> np.ndarray:
+        samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
+        return encoder.embed_utterance(preprocess_wav(samples, source_sr=rate))
+
+    return embed

@@ -3,7 +3,7 @@ record, the servers record, and the one answer to "is this item done".
 
 Item records are what a shard's journal holds, line by line; the manifests are their
 projections (`METADATA_FIELDS`, `FAILED_FIELDS`, in this order), and the report's items.csv
-another (`CSV_FIELDS`).
+another (`CSV_FIELDS`, with `SCORE_COLUMNS` taken out of the judge's scores).
 """
 
 from __future__ import annotations
@@ -53,11 +53,18 @@ CSV_FIELDS = (
     "duration_s",
     "generation_s",
     "attempts",
+    "takes",
+    "wer",
+    "cer",
+    "similarity",
+    "mos",
     "seed",
     "sha256",
     "path",
     "text",
 )
+# The judge's scores that items.csv flattens into columns of their own (empty: not measured).
+SCORE_COLUMNS = ("wer", "cer", "similarity", "mos")
 SERVERS_SCHEMA = "fishflow-servers/2"
 
 

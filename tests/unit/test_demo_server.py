@@ -19,8 +19,16 @@ import pytest
 import requests
 import soundfile as sf
 
-from fishflow.serving.demo_server import N_SLOTS, SAMPLES_PER_TOKEN, assign_slots, home_slot
+from fishflow.serving import demo_voices, espeak
+from fishflow.serving.demo_server import (
+    N_SLOTS,
+    SAMPLES_PER_TOKEN,
+    assign_slots,
+    home_slot,
+    upsample,
+)
 from fishflow.serving.replicas import free_loopback_port
+from tests.helpers import REPO
 
 TIMEOUT = 20
 TEXTS = {
@@ -367,6 +375,44 @@ def test_voices_follow_their_reference_audio(server):
     delete(server, "v-low")
     add(server, "v-low", wav_bytes(200))
     assert tts(server, text=text, reference_id="v-low").content == low
+
+
+def test_a_reference_naming_a_demo_voice_is_spoken_in_that_voice(server):
+    text = "Which voice is this?"
+    first, second = demo_voices.VOICES[:2]
+    # Two recordings of one demo voice are that voice, whatever else their audio holds.
+    add(server, "named-a", demo_voices.reference_wav(first, "One sentence."))
+    add(server, "named-b", demo_voices.reference_wav(first, "Quite another sentence."))
+    add(server, "named-c", demo_voices.reference_wav(second, "One sentence."))
+    a, b, c = (tts(server, text=text, reference_id=i) for i in ("named-a", "named-b", "named-c"))
+    assert a.content == b.content != c.content
+    assert np.array_equal(read_wav(a)[0], upsample(espeak.synthesize(text, "en", first)))
+    assert np.array_equal(read_wav(c)[0], upsample(espeak.synthesize(text, "en", second)))
+
+
+def test_wrong_voice_fault_answers_in_another_demo_voice(server, tmp_path, speaker_embedding):
+    reference = (REPO / "resources" / "demo" / "voices" / "voice01.wav").read_bytes()
+    other = (REPO / "resources" / "demo" / "voices" / "voice02.wav").read_bytes()
+    assert demo_voices.wrong_voice(demo_voices.named_voice(reference)) == (
+        demo_voices.named_voice(other)
+    )
+    add(server, "wv-right", reference)
+    add(server, "wv-other", other)
+    wrong_text = "This sentence is spoken in the wrong voice, which a judge should notice."
+    right_text = "This sentence is spoken in the right voice, as the reference asks."
+    with running(tmp_path / "faulty", "--wrong-voice-pattern", "wrong voice") as faulty:
+        add(faulty, "wv-right", reference)
+        wrong = tts(faulty, text=wrong_text, reference_id="wv-right")
+        untouched = tts(faulty, text=right_text, reference_id="wv-right")
+    right = tts(server, text=wrong_text, reference_id="wv-right")
+    assert wrong.status_code == 200 and wrong.content != right.content
+    # Spoken in the next demo voice; texts that do not match are left alone.
+    assert wrong.content == tts(server, text=wrong_text, reference_id="wv-other").content
+    assert untouched.content == tts(server, text=right_text, reference_id="wv-right").content
+    voice = speaker_embedding(reference)
+    right_similarity = float(speaker_embedding(right.content) @ voice)
+    wrong_similarity = float(speaker_embedding(wrong.content) @ voice)
+    assert right_similarity > wrong_similarity + 0.1, (right_similarity, wrong_similarity)
 
 
 def test_undecodable_reference_audio_is_500(server):

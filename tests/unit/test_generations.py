@@ -155,7 +155,7 @@ def test_planning_takes_languages_summary_and_provenance_from_the_detected_model
 
     record = tmp_path / "out" / "provenance" / "checkpoint.json"
     provide(plan.config["server"]["fish_speech"], record)
-    recorded = provenance(plan.config, [], json.loads(record.read_text()))
+    recorded = provenance(plan.config, [], json.loads(record.read_text()), judge=[])
     assert recorded["model_generation"] == "S2 (Fish Audio S2)"
 
 
@@ -163,7 +163,7 @@ def test_the_demo_has_no_model_generation(tmp_path):
     plan = Plan(make_config(tmp_path, {"en": [{"id": "a", "text": "Hello."}]}))
     assert plan.generation is None
     assert "model" not in summary_text(plan).splitlines()[0].split("backend demo")[1][:8]
-    assert provenance(plan.config, [], None)["model_generation"] is None
+    assert provenance(plan.config, [], None, judge=[])["model_generation"] is None
 
 
 def test_the_schema_default_downloads_s1_mini():

@@ -10,6 +10,7 @@ from fishflow.layout import Layout
 from fishflow.planning.config import validate_config
 from fishflow.planning.plan import Plan, Settings
 from fishflow.planning.summary import summary_text
+from fishflow.report.provenance import judge_models
 from fishflow.serving.checkpoints import checkpoint_files
 
 min_version("9.0")
@@ -91,3 +92,8 @@ def batch_records(wildcards):
 
 def servers_records(wildcards):
     return [str(LAYOUT.servers_record(*key)) for key in PLAN.batch_keys()]
+
+
+def judge_model_files(wildcards):
+    """The files of the judge's models, hashed into the report's provenance."""
+    return [str(path) for model in judge_models(config) for path in model.files]

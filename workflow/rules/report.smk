@@ -1,5 +1,6 @@
-# The benchmark report: figures per language x voice, plots, samples and provenance, from the
-# manifests and the generation jobs' servers records. Also registered for `snakemake --report`.
+# The benchmark report: speed and quality figures per language x voice, plots, samples and
+# provenance, from the manifests and the generation jobs' servers records. Also registered for
+# `snakemake --report`.
 rule report:
     input:
         metadata=language_manifests("metadata"),
@@ -10,6 +11,7 @@ rule report:
         # Hashed into the report's provenance.
         texts=list(config["inputs"].values()),
         references=[voice["audio"] for voice in config["voices"].values()],
+        judge_models=judge_model_files,
     output:
         html=report(
             str(LAYOUT.report("index.html")),

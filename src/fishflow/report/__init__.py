@@ -1,5 +1,6 @@
-"""Benchmark reports: per language × voice figures, plots, audio samples and provenance, as
-`report/index.html` (self-contained), `report/report.json` and `report/items.csv`.
+"""Benchmark reports: speed and quality figures per language × voice, per language and in
+total, plots, audio samples and provenance, as `report/index.html` (self-contained),
+`report/report.json` and `report/items.csv`.
 
 In report.json everything that changes from one run of the same config to the next (seconds,
 rates, clock times, servers) lives in `timing` objects, so two runs can be compared on the rest.
@@ -15,9 +16,9 @@ from pathlib import Path
 from fishflow import atomic
 from fishflow.records import CSV_FIELDS
 from fishflow.report.collect import read_items, read_jobs, servers, write_items_csv
-from fishflow.report.provenance import provenance
+from fishflow.report.provenance import JudgeModel, provenance
 from fishflow.report.render import render_html
-from fishflow.report.stats import figures
+from fishflow.report.stats import by_language, figures
 from fishflow.serving.gpu_usage import advice
 
 SCHEMA = "fishflow-report/1"
@@ -33,12 +34,14 @@ class ReportInputs:
     summary: Path
     servers: list[Path]
     checkpoint: Path | None
+    judge_models: list[JudgeModel]
 
 
 def build_report(inputs: ReportInputs, items: list[dict], config: dict) -> dict:
     """The report.json content: the run's items (from the manifests), summary and the
     generation jobs' servers records."""
-    rows, total = figures(items)
+    gates = (config.get("quality") or {}).get("gates") or {}
+    rows, total = figures(items, gates)
     jobs = read_jobs(inputs.servers)
     starts = servers(jobs)
     checkpoint = json.loads(inputs.checkpoint.read_text()) if inputs.checkpoint else None
@@ -47,8 +50,9 @@ def build_report(inputs: ReportInputs, items: list[dict], config: dict) -> dict:
         "title": Path(config["output_dir"]).name,
         "summary": json.loads(inputs.summary.read_text())["total"],
         "rows": rows,
+        "languages": by_language(items, gates),
         "total": total,
-        "provenance": provenance(config, items, checkpoint),
+        "provenance": provenance(config, items, checkpoint, inputs.judge_models),
         "timing": {
             "started_at": _clock(min((job["started_at"] for job in jobs), default=None)),
             "finished_at": _clock(max((job["finished_at"] for job in jobs), default=None)),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fishflow import atomic
 from fishflow.errors import FishflowError
-from fishflow.records import SERVERS_SCHEMA
+from fishflow.records import SCORE_COLUMNS, SERVERS_SCHEMA
 
 
 def read_items(metadata: list[Path], failed: list[Path]) -> list[dict]:
@@ -23,6 +23,11 @@ def read_items(metadata: list[Path], failed: list[Path]) -> list[dict]:
         items += [{**record, "status": "failed"} for record in atomic.read_jsonl(broken)]
     for item in items:
         item["text_chars"] = len(item["text"])
+        # Manifests written before the judge, or with it off, have no scores (not measured).
+        item.setdefault("scores", None)
+        item.setdefault("takes", None)
+        for key in SCORE_COLUMNS:
+            item[key] = (item["scores"] or {}).get(key)
     return items
 
 

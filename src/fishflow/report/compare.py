@@ -1,69 +1,133 @@
-"""Compare two benchmark reports (report.json): the main figures side by side, with B/A."""
+"""Compare two benchmark reports (report.json): speed and quality figures side by side, B/A.
+
+Error rates and shares print in percent, with B−A in percentage points beside the ratio; a
+figure a report did not measure (a report from before the judge, a language without ASR)
+prints "not measured", and a row that only one report has prints "–".
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-# (label, key in a report row, whether it lives in the row's `timing`)
+from fishflow.report.numbers import NOT_MEASURED, fixed, percent, points, significant
+
+
+def _at(*path: str) -> Callable[[dict], float | int | None]:
+    """The figure at `path` in a row; None where the report has no such figure (one made
+    before the figure existed)."""
+
+    def value(row: dict):
+        for key in path:
+            row = row.get(key) if isinstance(row, dict) else None
+        return row
+
+    return value
+
+
+def _quality_failed(row: dict) -> int | None:
+    """Items failed by a quality gate; None where the judge scored nothing."""
+    quality = row.get("quality")
+    return sum(quality["failed"].values()) if quality and quality["judged"] else None
+
+
+def _plain(value) -> str:
+    return significant(value, 4) if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    value: Callable[[dict], float | int | None]  # the figure of a report row
+    rate: bool = False  # a fraction: printed in percent, with B−A
+    shown: Callable[[float], str] = _plain
+
+    def text(self, value) -> str:
+        if value is None:
+            return NOT_MEASURED
+        return percent(value) if self.rate else self.shown(value)
+
+
 METRICS = (
-    ("ok items", "ok", False),
-    ("failed", "failed", False),
-    ("audio s", "audio_s", False),
-    ("generation s", "generation_s", True),
-    ("RTF", "rtf", True),
-    ("latency p50 s", "latency_p50_s", True),
-    ("latency p95 s", "latency_p95_s", True),
-    ("latency p99 s", "latency_p99_s", True),
-    ("items/min", "items_per_min", True),
-    ("audio min/GPU-h", "audio_min_per_gpu_hour", True),
+    Metric("ok items", _at("ok")),
+    Metric("failed", _at("failed")),
+    Metric("audio s", _at("audio_s")),
+    Metric("generation s", _at("timing", "generation_s")),
+    Metric("RTF", _at("timing", "rtf")),
+    Metric("latency p50 s", _at("timing", "latency_p50_s")),
+    Metric("latency p95 s", _at("timing", "latency_p95_s")),
+    Metric("latency p99 s", _at("timing", "latency_p99_s")),
+    Metric("items/min", _at("timing", "items_per_min")),
+    Metric("audio min/GPU-h", _at("timing", "audio_min_per_gpu_hour")),
+    Metric("WER mean", _at("quality", "wer", "mean"), rate=True),
+    Metric("WER median", _at("quality", "wer", "median"), rate=True),
+    Metric("WER beyond gate", _at("quality", "wer", "beyond_gate"), rate=True),
+    Metric("CER mean", _at("quality", "cer", "mean"), rate=True),
+    Metric("CER median", _at("quality", "cer", "median"), rate=True),
+    Metric("CER beyond gate", _at("quality", "cer", "beyond_gate"), rate=True),
+    Metric("SIM mean", _at("quality", "similarity", "mean"), shown=partial(fixed, decimals=3)),
+    Metric("SIM median", _at("quality", "similarity", "median"), shown=partial(fixed, decimals=3)),
+    Metric("SIM beyond gate", _at("quality", "similarity", "beyond_gate"), rate=True),
+    Metric("MOS mean", _at("quality", "mos", "mean"), shown=partial(fixed, decimals=2)),
+    Metric(
+        "regenerations/item",
+        _at("quality", "regenerations", "per_item"),
+        shown=partial(fixed, decimals=2),
+    ),
+    Metric("quality failed", _quality_failed),
 )
+
+HEADER = ["language", "voice", "metric", "A", "B", "B/A", "B−A"]
 
 
 def _rows(report: dict) -> dict[tuple[str, str], dict]:
-    return {(row["lang"], row["voice"]): row for row in report["rows"] + [report["total"]]}
-
-
-def _value(row: dict | None, key: str, timing: bool):
-    if row is None:
-        return None
-    return (row["timing"] if timing else row).get(key)
+    rows = report["rows"] + report.get("languages", []) + [report["total"]]
+    return {(row["lang"], row["voice"]): row for row in rows}
 
 
 def ratio(a, b) -> float | None:
     return b / a if a and b is not None else None
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _line(key: tuple[str, str], metric: Metric, a_row: dict | None, b_row: dict | None):
+    va = metric.value(a_row) if a_row else None
+    vb = metric.value(b_row) if b_row else None
+    r = ratio(va, vb)
+    difference = vb - va if metric.rate and va is not None and vb is not None else None
+    return [
+        *key,
+        metric.label,
+        metric.text(va) if a_row is not None else "–",
+        metric.text(vb) if b_row is not None else "–",
+        "–" if r is None else f"{r:.3f}",
+        "–" if difference is None else points(difference),
+    ]
 
 
 def compare(a: dict, b: dict) -> list[list[str]]:
-    """Table rows: language, voice, metric, A, B, B/A. Rows only in one report show '–'."""
+    """Table rows: language, voice, metric, A, B, B/A, B−A (rates). Per language × voice, per
+    language (voice "all") and in total (last)."""
     rows_a, rows_b = _rows(a), _rows(b)
-    # The total last, whatever the languages are called.
     keys = sorted(set(rows_a) | set(rows_b), key=lambda key: (key == ("all", "all"), key))
     table = []
     for key in keys:
-        for label, field, timing in METRICS:
-            va = _value(rows_a.get(key), field, timing)
-            vb = _value(rows_b.get(key), field, timing)
-            r = ratio(va, vb)
-            table.append([*key, label, _fmt(va), _fmt(vb), "–" if r is None else f"{r:.3f}"])
+        row_a, row_b = rows_a.get(key), rows_b.get(key)
+        for metric in METRICS:
+            table.append(_line(key, metric, row_a, row_b))
     return table
 
 
 def format_table(table: list[list[str]]) -> str:
-    header = ["language", "voice", "metric", "A", "B", "B/A"]
-    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in [HEADER, *table]) for i in range(len(HEADER))]
     return "\n".join(
         "  ".join(
             cell.ljust(w) if i < 3 else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         )
-        for row in [header, *table]
+        for row in [HEADER, *table]
     )
 
 

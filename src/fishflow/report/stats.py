@@ -1,11 +1,14 @@
-"""Figures per language × voice and in total. Counts and audio seconds are properties of the
-audio; generation seconds and everything derived from them go into `timing`."""
+"""Figures per language × voice, per language and in total. Counts, audio seconds and quality
+scores are properties of the audio; generation and judging seconds and everything derived
+from them go into `timing`."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 import numpy as np
+
+from fishflow.report import quality
 
 PERCENTILES = (50, 95, 99)
 
@@ -25,7 +28,7 @@ def _timing(ok: list[dict], audio_s: float) -> dict:
     return timing
 
 
-def row(lang: str, voice: str, items: list[dict]) -> dict:
+def row(lang: str, voice: str, items: list[dict], gates: dict) -> dict:
     ok = [item for item in items if item["status"] == "ok"]
     failed = [item for item in items if item["status"] == "failed"]
     audio_s = round(sum(item["duration_s"] for item in ok), 4)
@@ -44,14 +47,27 @@ def row(lang: str, voice: str, items: list[dict]) -> dict:
             "passed_after_retry": sum(item["attempts"] > 1 for item in ok),
             "failed": sum(reason.startswith("validation:") for reason in reasons.elements()),
         },
-        "timing": _timing(ok, audio_s),
+        "quality": quality.figures(items, gates),
+        "timing": {**_timing(ok, audio_s), "judge_s": quality.judge_seconds(items)},
     }
 
 
-def figures(items: list[dict]) -> tuple[list[dict], dict]:
-    """One row per language × voice (sorted), and the total over all items."""
-    cells: dict[tuple[str, str], list[dict]] = {}
+def _groups(items: list[dict], key) -> list[tuple[tuple, list[dict]]]:
+    groups: dict[tuple, list[dict]] = {}
     for item in items:
-        cells.setdefault((item["lang"], item["voice"]), []).append(item)
-    rows = [row(lang, voice, cell) for (lang, voice), cell in sorted(cells.items())]
-    return rows, row("all", "all", items)
+        groups.setdefault(key(item), []).append(item)
+    return sorted(groups.items())
+
+
+def figures(items: list[dict], gates: dict) -> tuple[list[dict], dict]:
+    """One row per language × voice (sorted), and the total over all items. `gates`: config
+    quality.gates (empty: all off)."""
+    cells = _groups(items, lambda item: (item["lang"], item["voice"]))
+    rows = [row(lang, voice, cell, gates) for (lang, voice), cell in cells]
+    return rows, row("all", "all", items, gates)
+
+
+def by_language(items: list[dict], gates: dict) -> list[dict]:
+    """One row per language over all its voices (voice "all"): a language is a test set."""
+    languages = _groups(items, lambda item: (item["lang"],))
+    return [row(lang, "all", cell, gates) for (lang,), cell in languages]

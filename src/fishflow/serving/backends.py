@@ -90,6 +90,8 @@ class DemoBackend:
         ]
         if demo["fail_pattern"]:
             args += ["--fail-pattern", demo["fail_pattern"]]
+        if demo["wrong_voice_pattern"]:
+            args += ["--wrong-voice-pattern", demo["wrong_voice_pattern"]]
         if demo["wrong_text_pattern"]:
             args += ["--wrong-text-pattern", demo["wrong_text_pattern"]]
         if demo["silence_pattern"]:

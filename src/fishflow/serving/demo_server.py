@@ -9,7 +9,8 @@ reference folder layout and its quirks. Run it with::
 Deliberate differences from the real server: output depends only on the request and on the
 registered references (``seed``, ``top_p``, ``temperature`` and friends change nothing), a
 prompt is never "too long", and there are no ``/v1/vqgan/*``, ``/v1/references/update`` or
-OpenAPI routes.
+OpenAPI routes. Voices are not cloned: a reference is spoken in the eSpeak voice its WAV comment
+names (the demo's own references, see ``demo_voices``), other audio in a voice chosen by its hash.
 """
 
 import argparse
@@ -42,7 +43,7 @@ import msgpack
 import numpy as np
 import soundfile as sf
 
-from fishflow.serving import espeak
+from fishflow.serving import demo_voices, espeak
 
 SAMPLE_RATE = 44100
 SAMPLES_PER_TOKEN = 2048  # one codec frame: 44100 / 2048 ≈ 21.5 tokens per second of audio
@@ -54,9 +55,9 @@ AUDIO_EXTENSIONS = {
 # The real server's add endpoint always stores the upload under these names.
 REFERENCE_AUDIO_NAME, REFERENCE_TEXT_NAME = "sample.wav", "sample.lab"
 
-# Voice slots: an eSpeak variant at one of a few pitch levels, all audibly different. Only
-# variants that speak byte-identically in every process: f3, f5, whisperf and caleb add noise from
-# a random state the library never resets.
+# Voice slots of references that name no demo voice: an eSpeak variant at one of a few pitch
+# levels, all audibly different. Only variants that speak byte-identically in every process: f3,
+# f5, whisperf and caleb add noise from a random state the library never resets.
 VARIANTS = (
     "m1",
     "m3",
@@ -461,6 +462,38 @@ def combine(digests: list[bytes]) -> bytes:
     return hashlib.sha256(b"".join(digests)).digest()
 
 
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the server takes from one reference audio file."""
+
+    sha256: bytes
+    decodable: bool
+    named: espeak.Voice | None  # the demo voice its WAV comment names (demo_voices)
+
+
+def audio_info(audio: bytes) -> AudioInfo:
+    digest = hashlib.sha256(audio).digest()
+    return AudioInfo(digest, decodable(audio), demo_voices.named_voice(audio))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference's audio files as one voice: the hash of them all, and the demo voice they
+    name when every file names the same one (else the voice comes from the hash)."""
+
+    digest: bytes
+    named: espeak.Voice | None
+
+
+def reference_of(infos: list[AudioInfo]) -> Reference | None:
+    if not infos:
+        return None
+    named = {info.named for info in infos}
+    return Reference(
+        combine([info.sha256 for info in infos]), named.pop() if len(named) == 1 else None
+    )
+
+
 def decodable(audio: bytes) -> bool:
     try:
         sf.info(io.BytesIO(audio))
@@ -528,8 +561,10 @@ class Config:
     engine: str = "espeak"
     fail_pattern: re.Pattern | None = None
     latency_s: float = 0.0
+    wrong_voice_pattern: re.Pattern | None = None
     # Faults in the audio, for the quality judge's tests: another text spoken, or a long
-    # silence before the speech; restricted to these request seeds when set.
+    # silence before the speech; these two and the wrong voice are restricted to these request
+    # seeds when set.
     wrong_text_pattern: re.Pattern | None = None
     silence_pattern: re.Pattern | None = None
     fault_seeds: frozenset[int] | None = None
@@ -543,8 +578,8 @@ class DemoApp:
         self.config = config
         self.references = config.workdir / "references"
         self.lock = threading.Lock()
-        self.file_infos: dict[Path, tuple[tuple[int, int], tuple[bytes, bool]]] = {}
-        self.id_cache: dict[str, bytes | None] = {}  # use_memory_cache="on" reuses these
+        self.file_infos: dict[Path, tuple[tuple[int, int], AudioInfo]] = {}
+        self.id_cache: dict[str, Reference | None] = {}  # use_memory_cache="on" reuses these
         self.routes = {
             "/v1/health": {"GET": self.health, "POST": self.health},
             "/v1/tts": {"POST": self.tts},
@@ -623,6 +658,8 @@ class DemoApp:
             voice = self.request_voice(params)
         except (ValueError, OSError, RuntimeError):
             raise HTTPError(500, FAILED_TTS) from None
+        if self.faulty(self.config.wrong_voice_pattern, params):
+            voice = demo_voices.wrong_voice(voice)  # a model that ignores its reference
         failure = model_failure(params)
         if failure:
             raise HTTPError(500, failure)
@@ -650,44 +687,48 @@ class DemoApp:
         """The voice of the request's reference_id (which wins) or inline references."""
         ref_id = params["reference_id"]
         if ref_id is not None:
-            digest = self.reference_digest(ref_id, params["use_memory_cache"] == "on")
+            reference = self.registered_reference(ref_id, params["use_memory_cache"] == "on")
         elif params["references"]:
-            inline = [r["audio"] for r in params["references"]]
-            if not all(map(decodable, inline)):
+            infos = [audio_info(r["audio"]) for r in params["references"]]
+            if not all(info.decodable for info in infos):
                 raise ValueError("reference audio cannot be decoded")
-            digest = combine([hashlib.sha256(audio).digest() for audio in inline])
+            reference = reference_of(infos)
         else:
-            digest = None
-        if digest is None:
+            reference = None
+        if reference is None:
             return espeak.Voice()
-        registered = [self.folder_digest(self.references / i) for i in self.listed_ids()]
-        return voice_in_slot(digest, assign_slots([*registered, digest])[digest])
+        if reference.named is not None:
+            return reference.named
+        registered = [self.folder_reference(self.references / i) for i in self.listed_ids()]
+        digests = [r.digest for r in registered if r is not None]
+        return voice_in_slot(
+            reference.digest, assign_slots([*digests, reference.digest])[reference.digest]
+        )
 
-    def reference_digest(self, ref_id: str, use_cache: bool) -> bytes | None:
+    def registered_reference(self, ref_id: str, use_cache: bool) -> Reference | None:
         if not ID_PATTERN.match(ref_id) or len(ref_id) > 255:
             raise ValueError(BAD_ID)
         folder = self.references / ref_id
         # QUIRK of the real server: an unknown id leaves an empty folder behind.
         folder.mkdir(parents=True, exist_ok=True)
         if not use_cache or ref_id not in self.id_cache:
-            self.id_cache[ref_id] = self.folder_digest(folder, strict=True)
+            self.id_cache[ref_id] = self.folder_reference(folder, strict=True)
         return self.id_cache[ref_id]
 
-    def folder_digest(self, folder: Path, strict: bool = False) -> bytes | None:
-        """Hash of a folder's reference audio; ``strict``: all of it must decode, as the real
-        server encodes every file when the reference is used (and only then)."""
+    def folder_reference(self, folder: Path, strict: bool = False) -> Reference | None:
+        """A folder's reference audio; ``strict``: all of it must decode, as the real server
+        encodes every file when the reference is used (and only then)."""
         infos = [self.file_info(p) for p in audio_files(folder)]
-        if strict and not all(ok for _, ok in infos):
+        if strict and not all(info.decodable for info in infos):
             raise ValueError(f"reference audio in {folder} cannot be decoded")
-        return combine([digest for digest, _ in infos]) if infos else None
+        return reference_of(infos)
 
-    def file_info(self, path: Path) -> tuple[bytes, bool]:
-        """(sha256, decodable) of an audio file, cached while its mtime and size stay put."""
+    def file_info(self, path: Path) -> AudioInfo:
+        """An audio file's `AudioInfo`, cached while its mtime and size stay put."""
         stat = path.stat()
         key = (stat.st_mtime_ns, stat.st_size)
         if path not in self.file_infos or self.file_infos[path][0] != key:
-            audio = path.read_bytes()
-            self.file_infos[path] = (key, (hashlib.sha256(audio).digest(), decodable(audio)))
+            self.file_infos[path] = (key, audio_info(path.read_bytes()))
         return self.file_infos[path][1]
 
     # -- references -----------------------------------------------------------------------------
@@ -873,6 +914,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine", choices=sorted(ENGINES), default="espeak")
     parser.add_argument("--fail-pattern", type=regex, help="TTS texts matching it get 500")
     parser.add_argument(
+        "--wrong-voice-pattern", type=regex, help="TTS texts matching it get another demo voice"
+    )
+    parser.add_argument(
         "--wrong-text-pattern",
         type=regex,
         help="TTS texts matching it are answered with speech of another text",
@@ -885,7 +929,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fault-seeds",
         type=seed_list,
-        help="comma-separated seeds: the two faults above apply only to requests with one of them",
+        help="comma-separated seeds: the three faults above apply only to requests with them",
     )
     parser.add_argument("--latency-s", type=float, default=0.0, help="extra sleep per TTS request")
     parser.add_argument("--warmup-s", type=float, default=0.0, help="sleep before listening")
@@ -906,6 +950,7 @@ def main(argv: list[str] | None = None) -> int:
         args.engine,
         args.fail_pattern,
         args.latency_s,
+        args.wrong_voice_pattern,
         args.wrong_text_pattern,
         args.silence_pattern,
         args.fault_seeds,
