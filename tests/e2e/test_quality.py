@@ -157,6 +157,19 @@ def test_turning_the_judge_on_keeps_audio_that_passes_and_a_language_without_asr
     assert german["scores"]["wer"] is None and german["scores"]["cer"] is None
     assert german["scores"]["transcript"] is None and german["scores"]["similarity"] is not None
 
+    # A stricter gate judges again: what passes stays as it is; what now fails is spoken again
+    # and, failing still, leaves no WAV behind.
+    cer = {r["id"]: r["scores"]["cer"] for r in project.manifest("metadata", "en")}
+    limit = sorted(cer.values())[1]  # the best item or two pass, the others fail
+    project.config["quality"]["gates"] = {"cer": limit}
+    before = {name: p.stat().st_mtime_ns for name, p in project.wavs().items()}
+    assert_ok(project.run(timeout=600))
+    failed = {r["id"]: r for r in project.manifest("failed", "en")}
+    assert set(failed) == {i for i, value in cer.items() if value > limit} and failed
+    assert all(r["reason"] == "quality:cer" and r["takes"] == 3 for r in failed.values())
+    after = {name: p.stat().st_mtime_ns for name, p in project.wavs().items()}
+    assert after == {n: t for n, t in before.items() if n.split("/")[-1][:-4] not in failed}
+
 
 def test_an_answer_in_another_voice_fails_the_similarity_gate(tmp_path):
     # The demo's own voices: each reference is its eSpeak variant's speech (README, demo).

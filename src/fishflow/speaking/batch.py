@@ -99,7 +99,7 @@ class Takes:
             # Regenerations go on from the seed after the one kept (seeds are tried in order).
             seeds = _after(seeds, self.spoken.seed)
         while True:
-            outcome = self.job._take(self.item, seeds)
+            outcome = self.job.take(self.item, seeds)
             if isinstance(outcome, Failure):
                 self.failure = outcome
                 return
@@ -194,7 +194,7 @@ class BatchJob:
                 self.pool.unreachable_at(client.url)  # the retry goes to another replica
                 raise
 
-    def _take(self, item: Item, seeds: Iterator[int]) -> Take | Failure:
+    def take(self, item: Item, seeds: Iterator[int]) -> Take | Failure:
         """One take: the item's next seeds until its audio passes the checks (up to
         validation.retries new seeds), transient errors retried."""
         attempts, started = 0, time.monotonic()
@@ -230,7 +230,7 @@ class BatchJob:
             "backend": self.backend_id,
         }
         if self.judge is None:
-            outcome = self._take(item, item.seeds(self.base_seed))
+            outcome = self.take(item, item.seeds(self.base_seed))
             if isinstance(outcome, Failure):
                 return outcome.record(common)
             return self._keep(item, outcome, common, outcome.attempts, outcome.seconds, {})
@@ -241,6 +241,8 @@ class BatchJob:
         judged = {"scores": verdict.scores, "takes": verdict.takes, "judge": self.judge_id}
         if verdict.gate is not None and not self.quality["keep_failed"]:
             log.warning("%s: no take passed its gates (%s)", item.id, verdict.detail)
+            if item.id in self.spoken:  # spoken before, failed by today's judge: not a result
+                self.layout.wav(item.lang, item.voice, item.id).unlink(missing_ok=True)
             return ItemRecord(
                 **common,
                 status="failed",
