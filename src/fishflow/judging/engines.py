@@ -102,8 +102,9 @@ def token_budget(text: str) -> int:
 
 class Asr:
     """faster-whisper from a model folder, greedy (beam 1, temperature 0: the same audio gives
-    the same transcript) and bounded: tokens by `token_budget`, time by `timeout_s` (checked
-    between 30 s windows; one window's decode is bounded by its tokens)."""
+    the same transcript on one machine; thread settings such as OMP_NUM_THREADS can change a
+    word) and bounded: tokens by `token_budget`, time by `timeout_s` (checked between 30 s
+    windows; one window's decode is bounded by its tokens)."""
 
     def __init__(self, folder: Path, device: str, timeout_s: float):
         from faster_whisper import WhisperModel
