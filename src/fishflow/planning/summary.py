@@ -88,12 +88,13 @@ def last_records(journal) -> dict[str, dict]:
 
 def _count(plan: Plan, lang: str, voice: str, rows, last: dict) -> tuple[int, int, float]:
     maker = plan.item_maker(lang, voice)
+    judge = plan.judge_fingerprint(lang)
     done = failed = 0
     audio_s = 0.0
     for row in rows:
         if (data := last.get(row.id)) is not None:
             record = ItemRecord.from_dict(data)
-            if is_done(record, maker.fingerprint(row.id, row.text), plan.out):
+            if is_done(record, maker.fingerprint(row.id, row.text), plan.out, judge=judge):
                 done += 1
                 audio_s += record.duration_s or 0.0
             failed += not record.ok
@@ -141,10 +142,18 @@ def summary_text(plan: Plan) -> str:
     total = plan.item_count()
     jobs = len({(lang, plan.batch_of(name)) for (lang, _, name), s in progress.items() if s.todo})
     estimate = plan.config["planning"]
+    judge_s = judge_seconds(plan, progress)
     gpu_hours = (
-        items_todo * estimate["seconds_per_item"] + jobs * estimate["server_startup_s"]
+        items_todo * estimate["seconds_per_item"] + jobs * estimate["server_startup_s"] + judge_s
     ) / 3600
     model = f", model {plan.generation}" if plan.generation else ""
+    judge = (
+        f"\nfishflow plan: quality judge: {plan.judge.describe()}; estimated {judge_s / 3600:.2f} "
+        f"of the GPU-hours ({estimate['judge_seconds_per_audio_second']} s per audio second, "
+        f"{estimate['audio_seconds_per_char']} audio s/char)"
+        if plan.judge is not None
+        else ""
+    )
     return (
         f"fishflow plan: {len(languages)} language(s) {languages} x {len(voices)} voice(s) "
         f"{voices} -> {len(progress)} shard(s) of up to {plan.shard_size} items; "
@@ -154,4 +163,20 @@ def summary_text(plan: Plan) -> str:
         f"cluster): {jobs} of up to {plan.batch_span} shard(s) per voice; "
         f"estimated GPU-hours: {gpu_hours:.2f} ({estimate['seconds_per_item']} s/item, "
         f"{estimate['server_startup_s']} s start-up/job: {estimate_source(estimate)})"
+        f"{judge}"
     )
+
+
+def judge_seconds(plan: Plan, progress: dict[tuple[str, str, str], ShardProgress]) -> float:
+    """The judge's share of the estimate: the audio of the items to do (from their language's
+    mean text length) times the judge's cost per second of audio."""
+    if plan.judge is None:
+        return 0.0
+    estimate = plan.config["planning"]
+    mean_chars = {
+        lang: sum(len(row.text) for row in rows) / max(1, len(rows))
+        for lang, rows in plan.rows.items()
+    }
+    chars = sum(s.todo * mean_chars[lang] for (lang, _, _), s in progress.items())
+    audio_s = chars * estimate["audio_seconds_per_char"]
+    return audio_s * estimate["judge_seconds_per_audio_second"]

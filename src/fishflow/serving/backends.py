@@ -96,6 +96,12 @@ class DemoBackend:
             args += ["--wrong-voice-pattern", demo["wrong_voice_pattern"]]
         if demo["vary_with_seed"]:
             args.append("--vary-with-seed")
+        if demo["wrong_text_pattern"]:
+            args += ["--wrong-text-pattern", demo["wrong_text_pattern"]]
+        if demo["silence_pattern"]:
+            args += ["--silence-pattern", demo["silence_pattern"]]
+        if demo["fault_seeds"] is not None:
+            args += ["--fault-seeds", ",".join(map(str, demo["fault_seeds"]))]
         return Launch(
             keyed_command(sys.executable, "fishflow.serving.demo_server", args), key_env(api_key)
         )

@@ -77,6 +77,10 @@ VARIANTS = (
 PITCHES = (25, 50, 75)
 N_SLOTS = len(VARIANTS) * len(PITCHES)
 
+# What a wrong-text fault says instead of the request's text, and a silence fault's length.
+WRONG_TEXT = "Seven purple elephants were dancing quietly behind the old library."
+FAULT_SILENCE_S = 3.0
+
 CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 FAILED_TTS = "Failed to generate speech"
 BAD_ID = (
@@ -561,6 +565,12 @@ class Config:
     latency_s: float = 0.0
     wrong_voice_pattern: re.Pattern | None = None
     vary_with_seed: bool = False
+    # Faults in the audio, for the quality judge's tests: another text spoken, or a long
+    # silence before the speech; these two and the wrong voice are restricted to these request
+    # seeds when set.
+    wrong_text_pattern: re.Pattern | None = None
+    silence_pattern: re.Pattern | None = None
+    fault_seeds: frozenset[int] | None = None
 
 
 def take(voice: espeak.Voice, seed: int) -> espeak.Voice:
@@ -673,8 +683,7 @@ class DemoApp:
             voice = self.request_voice(params)
         except (ValueError, OSError, RuntimeError):
             raise HTTPError(500, FAILED_TTS) from None
-        wrong = self.config.wrong_voice_pattern
-        if wrong is not None and wrong.search(params["text"]):
+        if self.faulty(self.config.wrong_voice_pattern, params):
             voice = demo_voices.wrong_voice(voice)  # a model that ignores its reference
         failure = model_failure(params)
         if failure:
@@ -685,10 +694,21 @@ class DemoApp:
         if self.config.vary_with_seed and params["seed"] is not None:
             voice = take(voice, params["seed"])
         speak = ENGINES[self.config.engine]
-        samples = speak(params["text"], language, voice)[: max_samples(params["max_new_tokens"])]
+        wrong_text = self.faulty(self.config.wrong_text_pattern, params)
+        samples = speak(WRONG_TEXT if wrong_text else params["text"], language, voice)
+        if self.faulty(self.config.silence_pattern, params):
+            silence = np.zeros(int(FAULT_SILENCE_S * SAMPLE_RATE), dtype=samples.dtype)
+            samples = np.concatenate([silence, samples])
+        samples = samples[: max_samples(params["max_new_tokens"])]
         if len(samples) == 0:
             raise HTTPError(500, "No audio generated, please check the input text.")
         return samples
+
+    def faulty(self, pattern: re.Pattern | None, params: dict) -> bool:
+        """A fault applies to texts matching its pattern, and only to `fault_seeds` if set."""
+        if pattern is None or not pattern.search(params["text"]):
+            return False
+        return self.config.fault_seeds is None or params["seed"] in self.config.fault_seeds
 
     def request_voice(self, params: dict) -> espeak.Voice:
         """The voice of the request's reference_id (which wins) or inline references."""
@@ -905,6 +925,13 @@ def regex(pattern: str) -> re.Pattern:
         raise argparse.ArgumentTypeError(f"bad regular expression {pattern!r}: {exc}") from None
 
 
+def seed_list(text: str) -> frozenset[int]:
+    try:
+        return frozenset(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of seeds: {text!r}") from None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     description = __doc__.splitlines()[0]
     parser = argparse.ArgumentParser(
@@ -919,6 +946,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fail-pattern", type=regex, help="TTS texts matching it get 500")
     parser.add_argument(
         "--wrong-voice-pattern", type=regex, help="TTS texts matching it get another demo voice"
+    )
+    parser.add_argument(
+        "--wrong-text-pattern",
+        type=regex,
+        help="TTS texts matching it are answered with speech of another text",
+    )
+    parser.add_argument(
+        "--silence-pattern",
+        type=regex,
+        help=f"TTS texts matching it get {FAULT_SILENCE_S} s of silence before the speech",
+    )
+    parser.add_argument(
+        "--fault-seeds",
+        type=seed_list,
+        help="comma-separated seeds: the three faults above apply only to requests with them",
     )
     parser.add_argument("--latency-s", type=float, default=0.0, help="extra sleep per TTS request")
     parser.add_argument("--warmup-s", type=float, default=0.0, help="sleep before listening")
@@ -944,6 +986,9 @@ def main(argv: list[str] | None = None) -> int:
         args.latency_s,
         args.wrong_voice_pattern,
         args.vary_with_seed,
+        args.wrong_text_pattern,
+        args.silence_pattern,
+        args.fault_seeds,
     )
     request_log = RequestLog(args.request_log) if args.request_log else None
     server_class = DemoServer6 if ":" in args.host else DemoServer

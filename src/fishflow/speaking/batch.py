@@ -22,12 +22,15 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fishflow import atomic
 from fishflow.errors import FishflowError, PermanentError, Unreachable
+from fishflow.judging.judge import Judge, Take
+from fishflow.judging.models import judge_models
 from fishflow.layout import Layout
 from fishflow.planning.plan import GENERATION_KEYS, Batch, Item, Shard
 from fishflow.planning.summary import write_tally
@@ -56,6 +59,72 @@ def tts_payload(item: Item, seed: int, params: dict) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Failure:
+    """An item that could not be spoken: an HTTP error, or audio failing its checks."""
+
+    seed: int
+    attempts: int
+    reason: str
+    detail: str | None
+
+    def record(self, common: dict) -> ItemRecord:
+        return ItemRecord(
+            **common,
+            status="failed",
+            seed=self.seed,
+            attempts=self.attempts,
+            reason=self.reason,
+            last_error=self.detail,
+        )
+
+
+class Takes:
+    """An item's takes for the judge, spoken on demand: first the one an earlier run left on
+    disk (when the judge's settings changed since), then new ones with the item's next seeds.
+    Ends at the first take that cannot be had (`failure`)."""
+
+    def __init__(self, job: BatchJob, item: Item, spoken: ItemRecord | None):
+        self.job, self.item, self.spoken = job, item, spoken
+        self.failure: Failure | None = None
+        self.attempts = spoken.attempts if spoken else 0
+        self.seconds = (spoken.generation_s or 0.0) if spoken else 0.0
+
+    def __iter__(self) -> Iterator[Take]:
+        seeds = self.item.seeds(self.job.base_seed)
+        if self.spoken is not None:
+            data = (self.job.layout.out / self.spoken.path).read_bytes()
+            check = check_wav(data, self.item.text, self.job.limits)
+            yield Take(
+                self.spoken.seed,
+                data,
+                check,
+                on_disk=True,
+                ttfb_s=self.spoken.ttfb_s,
+                ttfa_s=self.spoken.ttfa_s,
+            )
+            # Regenerations go on from the seed after the one kept (seeds are tried in order).
+            seeds = _after(seeds, self.spoken.seed)
+        while True:
+            outcome = self.job.take(self.item, seeds)
+            if isinstance(outcome, Failure):
+                self.failure = outcome
+                return
+            self.attempts += outcome.attempts
+            self.seconds += outcome.seconds
+            yield outcome
+
+
+def _after(seeds: Iterator[int], seed: int, horizon: int = 1000) -> Iterator[int]:
+    """`seeds` from the one after `seed`; all of them if `seed` is not among the first
+    `horizon` (a record from before the seeds' order changed)."""
+    ahead = [next(seeds) for _ in range(horizon)]
+    if seed in ahead:
+        ahead = ahead[ahead.index(seed) + 1 :]
+    yield from (s for s in ahead if s != seed)
+    yield from seeds
+
+
 @dataclass
 class ShardWork:
     """A shard's journal, what it already holds and what is left."""
@@ -81,6 +150,12 @@ class BatchJob:
         self.base_seed = config["generation"]["seed"]
         self.params = {key: config["generation"][key] for key in GENERATION_KEYS}
         self.backend_id = get_backend(self.server).model_id(self.server)
+        self.quality = config["quality"]
+        self.judge_models = judge_models(self.quality, [batch.lang])
+        self.judge_id = self.judge_models.fingerprints[batch.lang] if self.judge_models else None
+        self.judge: Judge | None = None  # loaded once, when something is left to speak
+        # Items spoken before, whose WAV is judged again (the judge's settings changed).
+        self.spoken: dict[str, ItemRecord] = {}
         self.stopping = threading.Event()
         self.stop_reason = "the job was stopped"
         self.pool: ReplicaPool | None = None
@@ -97,10 +172,15 @@ class BatchJob:
         records, todo = {}, []
         for item in shard.items:
             record = previous.get(item.id)
-            if is_done(record, item.fingerprint, self.layout.out, self._checker(item.text)):
+            check = self._checker(item.text)
+            if is_done(record, item.fingerprint, self.layout.out, check, self.judge_id):
                 records[item.id] = record
-            else:
-                todo.append(item)
+                continue
+            todo.append(item)
+            if self.judge_id is not None and is_done(
+                record, item.fingerprint, self.layout.out, check
+            ):
+                self.spoken[item.id] = record  # its audio stays unless it fails a gate
         return ShardWork(shard, journal, records, todo)
 
     def _checker(self, text: str):
@@ -125,19 +205,10 @@ class BatchJob:
                 self.pool.unreachable_at(client.url)  # the retry goes to another replica
                 raise
 
-    def speak(self, item: Item) -> ItemRecord:
-        """Generate one item: retry transient errors, and audio that fails the checks."""
-        common = {
-            "id": item.id,
-            "lang": item.lang,
-            "voice": item.voice,
-            "text": item.text,
-            "fingerprint": item.fingerprint,
-            "backend": self.backend_id,
-        }
-        attempts = 0
-        started = time.monotonic()
-        seeds = item.seeds(self.base_seed)
+    def take(self, item: Item, seeds: Iterator[int]) -> Take | Failure:
+        """One take: the item's next seeds until its audio passes the checks (up to
+        validation.retries new seeds), transient errors retried."""
+        attempts, started = 0, time.monotonic()
         for _ in range(self.limits["retries"] + 1):
             seed = next(seeds)
             try:
@@ -150,43 +221,76 @@ class BatchJob:
                     ),
                 )
             except PermanentError as exc:
-                return ItemRecord(
-                    **common,
-                    status="failed",
-                    seed=seed,
-                    attempts=attempts + 1,
-                    reason="http_error",
-                    last_error=str(exc),
-                )
+                return Failure(seed, attempts + 1, "http_error", str(exc))
             attempts += used
             check = check_wav(data, item.text, self.limits)
             if check.ok:
-                self.partial.mkdir(parents=True, exist_ok=True)
-                wav = self.layout.wav(item.lang, item.voice, item.id)
-                atomic.write_bytes(wav, data, tmp_dir=self.partial)
-                return ItemRecord(
-                    **common,
-                    status="ok",
-                    seed=seed,
-                    attempts=attempts,
-                    path=item.wav,
-                    duration_s=check.duration_s,
-                    sample_rate=check.sample_rate,
-                    bytes=check.bytes,
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    parameters=self.params,
-                    generation_s=round(time.monotonic() - started, 4),
-                    ttfb_s=streamed.ttfb_s if streamed else None,
-                    ttfa_s=streamed.ttfa_s if streamed else None,
-                )
+                timing = (streamed.ttfb_s, streamed.ttfa_s) if streamed else (None, None)
+                seconds = round(time.monotonic() - started, 4)
+                return Take(seed, data, check, attempts, seconds, False, *timing)
             log.warning("%s: audio failed its checks (%s: %s)", item.id, check.reason, check.detail)
+        return Failure(seed, attempts, f"validation:{check.reason}", check.detail)
+
+    def speak(self, item: Item) -> ItemRecord:
+        """Generate one item: retry transient errors and audio that fails the checks; with the
+        judge, speak takes until one passes its gates and keep the best (judging.judge)."""
+        common = {
+            "id": item.id,
+            "lang": item.lang,
+            "voice": item.voice,
+            "text": item.text,
+            "fingerprint": item.fingerprint,
+            "backend": self.backend_id,
+        }
+        if self.judge is None:
+            outcome = self.take(item, item.seeds(self.base_seed))
+            if isinstance(outcome, Failure):
+                return outcome.record(common)
+            return self._keep(item, outcome, common, outcome.attempts, outcome.seconds, {})
+        takes = Takes(self, item, self.spoken.get(item.id))
+        verdict = self.judge.best_of(item.text, item.voice, takes)
+        if verdict is None:  # not one take passed the audio checks
+            return takes.failure.record(common)
+        judged = {"scores": verdict.scores, "takes": verdict.takes, "judge": self.judge_id}
+        if verdict.gate is not None and not self.quality["keep_failed"]:
+            log.warning("%s: no take passed its gates (%s)", item.id, verdict.detail)
+            if item.id in self.spoken:  # spoken before, failed by today's judge: not a result
+                self.layout.wav(item.lang, item.voice, item.id).unlink(missing_ok=True)
+            return ItemRecord(
+                **common,
+                status="failed",
+                seed=verdict.take.seed,
+                attempts=takes.attempts,
+                reason=f"quality:{verdict.gate}",
+                last_error=f"{verdict.detail} (best of {verdict.takes} takes)",
+                **judged,
+            )
+        return self._keep(item, verdict.take, common, takes.attempts, takes.seconds, judged)
+
+    def _keep(
+        self, item: Item, take: Take, common: dict, attempts: int, seconds: float, judged: dict
+    ) -> ItemRecord:
+        """The take written as the item's WAV (unless it is there already) and its record;
+        `attempts` and `seconds`: the requests and speaking time of every take of the item."""
+        if not take.on_disk:
+            self.partial.mkdir(parents=True, exist_ok=True)
+            wav = self.layout.wav(item.lang, item.voice, item.id)
+            atomic.write_bytes(wav, take.data, tmp_dir=self.partial)
         return ItemRecord(
             **common,
-            status="failed",
-            seed=seed,
+            status="ok",
+            seed=take.seed,
             attempts=attempts,
-            reason=f"validation:{check.reason}",
-            last_error=check.detail,
+            path=item.wav,
+            duration_s=take.check.duration_s,
+            sample_rate=take.check.sample_rate,
+            bytes=take.check.bytes,
+            sha256=hashlib.sha256(take.data).hexdigest(),
+            parameters=self.params,
+            generation_s=round(seconds, 4),
+            ttfb_s=take.ttfb_s,
+            ttfa_s=take.ttfa_s,
+            **judged,
         )
 
     # -- speaking the batch ------------------------------------------------------------------------
@@ -256,7 +360,11 @@ class BatchJob:
         atomic.write_json(running, self._running_record())
         try:
             if left:
-                servers = self._start_servers()
+                # The judge loads while the servers start (their model load takes longer).
+                with ThreadPoolExecutor(1, "judge") as loader:
+                    judge = loader.submit(self._load_judge) if self.judge_models else None
+                    servers = self._start_servers()
+                    self.judge = judge.result() if judge else None
                 self.speak_all()
         except FishflowError as exc:
             failure = str(exc)  # the servers failed to start: no item was sent
@@ -290,6 +398,9 @@ class BatchJob:
         ]
         atomic.write_jsonl(batch_record, [shard.as_dict() for shard in shards])
         shutil.rmtree(self.partial, ignore_errors=True)
+
+    def _load_judge(self) -> Judge:
+        return Judge(self.quality, self.judge_models, self.batch.lang, self.batch.references)
 
     def _write_tallies(self) -> None:
         """Each shard's items done and failed, as checked and spoken here: the plan summary
