@@ -66,6 +66,8 @@ def test_manifests_keep_plan_order_and_split_failures(tmp_path):
             "reason": "http_error",
             "last_error": "boom",
             "attempts": 3,
+            "scores": None,  # the judge was off
+            "takes": None,
         }
     ]
     summary = summarize([tmp_path / "metadata_en.jsonl"], [tmp_path / "failed_en.jsonl"])
