@@ -15,6 +15,19 @@ from tests.workflow_runner import assert_ok
 SINFO = Path(__file__).parents[1] / "unit" / "data" / "slurm" / "sinfo_nodes.txt"
 
 
+def without_sinfo(folder: Path) -> Path:
+    """A folder of links to the system's commands but `sinfo`: where the Slurm test cluster is
+    installed its `sinfo` is in /usr/bin (and /bin), and answers while the cluster runs. The
+    rest of Slurm's client stays: the executor plugin needs squeue or sacct."""
+    folder.mkdir()
+    for system in (Path("/usr/local/bin"), Path("/usr/bin")):
+        for command in system.iterdir() if system.is_dir() else ():
+            link = folder / command.name
+            if command.name != "sinfo" and not link.exists():
+                link.symlink_to(command)
+    return folder
+
+
 @pytest.fixture
 def planning(project, tmp_path):
     """`snakemake -n` of the project; with the Slurm profile and a recorded `sinfo` on PATH
@@ -25,9 +38,11 @@ def planning(project, tmp_path):
     sinfo.write_text(f"#!/bin/sh\ncat {SINFO}\n")
     sinfo.chmod(0o755)
 
+    system = without_sinfo(tmp_path / "system")
+
     def plan(*args: str, slurm: bool = True, with_sinfo: bool = True):
-        # Without sinfo: a PATH of the venv's and the system's basics only (no Slurm client).
-        path = [str(Path(sys.executable).parent), "/usr/local/bin", "/bin"]
+        # Without sinfo: the venv's and the system's commands, but not sinfo.
+        path = [str(Path(sys.executable).parent), str(system)]
         project.env = {
             "FISHFLOW_SLURM_ACCOUNT": "fishflow-test",
             "FISHFLOW_SLURM_PARTITION": "gpu",
