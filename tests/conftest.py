@@ -53,14 +53,15 @@ def hf_datasets(tmp_path_factory):
 
 class TwoGroups(LoadScopeScheduling):
     """The split of `make test` (`-n 2`) between its two pytest-xdist workers: the Slurm tests,
-    which spend most of their time waiting on the scheduler's status polls, and everything else,
-    which keeps the CPU busy. Each group runs whole on one worker, in collection order, so session
-    fixtures (the Slurm cluster, each real server) start once, as in a serial run; only the two
-    groups overlap. (Not `--dist loadgroup` with marks: xdist 3.8 renames node ids for it in a
-    way pytest 9.2 ignores, and every test went its own way.)"""
+    which spend most of their time waiting on the scheduler's status polls, with the report tests
+    (demo runs, no shared server: they fill the first worker's idle core, about 7 of the suite's
+    minutes), and everything else, which keeps the CPU busy. Each group runs whole on one worker,
+    in collection order, so session fixtures (the Slurm cluster, each real server) start once, as
+    in a serial run; only the two groups overlap. (Not `--dist loadgroup` with marks: xdist 3.8
+    renames node ids for it in a way pytest 9.2 ignores, and every test went its own way.)"""
 
     def _split_scope(self, nodeid: str) -> str:
-        return "slurm" if nodeid.startswith("tests/slurm/") else "main"
+        return "slurm+report" if nodeid.startswith(("tests/slurm/", "tests/report/")) else "main"
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log) -> TwoGroups:
