@@ -4,7 +4,10 @@ Resemblyzer. Figures are checked by contrast, never against absolute numbers: eS
 """
 
 import re
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -108,7 +111,8 @@ def test_gates_regenerate_with_the_next_seed_fail_what_never_passes_and_resume(t
     assert max(spoken[i]["scores"]["lead_silence_s"] for i in RIGHT) < 0.5
     for record in spoken.values():
         scores = record["scores"]
-        assert 0 < scores["speech_fraction"] <= 1 and -1 <= scores["similarity"] <= 1
+        # The test voice's reference is a tone, not speech: similarity not measured (not 0).
+        assert 0 < scores["speech_fraction"] <= 1 and scores["similarity"] is None
         assert set(scores["judge_s"]) == {"vad", "asr", "speaker"}
 
     # The batch runs again (a row was appended): judged items are neither spoken nor judged
@@ -155,7 +159,7 @@ def test_turning_the_judge_on_keeps_audio_that_passes_and_a_language_without_asr
     assert len(re.findall(r"not measured for \['de'\]", result.stdout)) == 1
     (german,) = project.manifest("metadata", "de")
     assert german["scores"]["wer"] is None and german["scores"]["cer"] is None
-    assert german["scores"]["transcript"] is None and german["scores"]["similarity"] is not None
+    assert german["scores"]["transcript"] is None and german["scores"]["speech_fraction"] > 0
 
     # A stricter gate judges again: what passes stays as it is; what now fails is spoken again
     # and, failing still, leaves no WAV behind.
@@ -242,3 +246,32 @@ def test_bad_judge_input_fails_at_planning_time(tmp_path, breaks):
         assert "is an English-only Whisper model" in result.stdout
         assert "it cannot transcribe 'de'" in result.stdout
     assert not (project.out / "work").exists()
+
+
+def test_compare_of_two_real_runs_shows_which_one_says_the_text(tmp_path):
+    """Two judged runs of the same texts; in B the demo server says another text for two of the
+    three (first takes kept and flagged): `fishflow compare A B` puts B's CER and WER far above
+    A's, from the reports both runs wrote."""
+    reports = {}
+    for name, fault in (("a", None), ("b", "server|cluster")):
+        (tmp_path / name).mkdir()
+        project = judged_project(tmp_path / name, {"en": RIGHT}, retries=0, keep_failed=True)
+        if fault:
+            project.config["server"]["demo"] = {"wrong_text_pattern": fault}
+        assert_ok(project.run())
+        reports[name] = project.out / "report" / "report.json"
+    fishflow = str(Path(sys.executable).parent / "fishflow")
+    done = subprocess.run(
+        [fishflow, "compare", str(reports["a"]), str(reports["b"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [re.split(r"\s{2,}", line.strip()) for line in done.stdout.splitlines()[3:]]
+    table = {tuple(row[:3]): row[3:] for row in rows}
+    for figure in ("CER mean", "WER mean"):
+        a, b, ratio, _ = table[("en", "alice", figure)]
+        assert float(ratio) > 2, (figure, a, b)  # B/A
+    # The test voice's reference is a tone, not speech: similarity is not measured, not 0.
+    assert table[("en", "alice", "SIM mean")][:2] == ["not measured", "not measured"]

@@ -217,8 +217,11 @@ def _mel_basis() -> np.ndarray:
     return (weights * (2 / (edges[2:] - edges[:-2]))[:, None]).astype(np.float32)
 
 
-def similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
-    """Cosine similarity of two L2-normed embeddings; 0 when either has no speech."""
-    if a is None or b is None:
+def similarity(item: np.ndarray | None, reference: np.ndarray | None) -> float | None:
+    """Cosine similarity of two L2-normed embeddings: 0 for an item without speech (no voice is
+    no match), None (not measured) when the reference has no speech to compare with."""
+    if reference is None:
+        return None
+    if item is None:
         return 0.0
-    return round(float(np.dot(a, b)), 4)
+    return round(float(np.dot(item, reference)), 4)

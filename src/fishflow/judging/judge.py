@@ -65,6 +65,12 @@ class Judge:
         self.speaker = engines.Speaker(models.speaker_weights, device)
         self.lock = threading.Lock()  # one take at a time: the engines share the job's cores
         self.references = {ref["id"]: self._reference(Path(ref["audio"])) for ref in references}
+        for voice in sorted(v for v, embedding in self.references.items() if embedding is None):
+            log.warning(
+                "judge: voice %s: no speech found in its reference; its items' "
+                "similarity is not measured",
+                voice,
+            )
         log.info(
             "judge for %s loaded on %s in %.1f s (ASR: %s)",
             lang,
