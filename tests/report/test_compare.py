@@ -111,3 +111,18 @@ def test_compare_shows_quality_with_ratios_and_differences_in_points(tmp_path):
     table = printed(tmp_path, report("A", 0.5), b)
     assert table[("en", "v1", "WER mean")] == ["not measured", "25.00 %", "–", "–"]
     assert table[("en", "v1", "quality failed")][:2] == ["not measured", "0"]
+
+
+def test_compare_says_which_report_it_cannot_read(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(report("good", 1.0)))
+    (tmp_path / "other.json").write_text("[1, 2]")
+    for bad, says in (("missing.json", "cannot read report"), ("other.json", "not a fishflow")):
+        done = subprocess.run(
+            [FISHFLOW, "compare", str(good), str(tmp_path / bad)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode != 0 and says in done.stderr and bad in done.stderr
+        assert "Traceback" not in done.stderr

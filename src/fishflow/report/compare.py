@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from fishflow.errors import FishflowError
 from fishflow.report.numbers import NOT_MEASURED, fixed, percent, points, significant
 
 
@@ -131,6 +132,16 @@ def format_table(table: list[list[str]]) -> str:
     )
 
 
+def read_report(path: Path) -> dict:
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise FishflowError(f"cannot read report {path}: {exc}") from exc
+    if not isinstance(report, dict) or "rows" not in report or "total" not in report:
+        raise FishflowError(f"{path} is not a fishflow report.json")
+    return report
+
+
 def run(path_a: Path, path_b: Path) -> str:
-    a, b = (json.loads(Path(p).read_text()) for p in (path_a, path_b))
+    a, b = read_report(path_a), read_report(path_b)
     return f"A: {path_a} ({a['title']})\nB: {path_b} ({b['title']})\n" + format_table(compare(a, b))
